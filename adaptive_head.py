@@ -1,0 +1,112 @@
+"""
+The AdaptiveDecoder (PAPER.md section 1): a small MLP on top of a frozen LM that reads the LM's
+last hidden state h_t (after the final norm) and outputs P(tau | h_t), a categorical distribution
+over K fixed sampling temperatures. Only this module is trained; the LM never changes.
+
+    level='token'    (AD_tok): a new tau_t is predicted from h_t before every generated token.
+    level='sequence' (AD_seq): one tau, predicted from the last prompt token, for the whole response.
+
+The head does not sample tokens itself; sampling code turns P(tau | h) into a temperature and
+then draws from softmax(W h / tau) (argmax when tau = 0).
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the paper's K = 6 grid; 0.0 means greedy
+LEVELS = ("token", "sequence")
+
+
+class AdaptiveDecoder(nn.Module):
+
+    def __init__(self, d_model, temperatures=DEFAULT_TEMPERATURES, level="token", hidden=None,
+                 base_model="", dropout=0.0):
+        super().__init__()
+        temps = tuple(float(t) for t in temperatures)
+        if len(temps) == 0 or any(t < 0 or not math.isfinite(t) for t in temps):
+            raise ValueError(f"temperatures must be a non-empty list of finite values >= 0, got {temps}")
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        self.d_model, self.hidden = int(d_model), int(hidden or d_model)
+        self.level, self.base_model, self.dropout = level, str(base_model), float(dropout)
+        self.temps = temps  # plain tuple copy, for printing and checkpoints
+        self.register_buffer("temperatures", torch.tensor(temps, dtype=torch.float32))
+        # the 3-layer MLP of the paper, ending in K logits (one per temperature)
+        d, h, K = self.d_model, self.hidden, len(temps)
+        self.mlp = nn.Sequential(
+            nn.Linear(d, h), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(h, h), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(h, K),
+        )
+        # Zero-init the last layer: the untrained head is exactly uniform over the K temperatures,
+        # a neutral starting point for collecting the first round of samples (exploration).
+        # Its gradient is not zero, so learning starts at once; earlier layers follow a step later.
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, h):
+        """h: (..., d_model) final hidden states of the frozen LM -> logits (..., K) over temperatures."""
+        if h.shape[-1] != self.d_model:
+            raise ValueError(f"adaptive head expects hidden size {self.d_model}, got input of shape {tuple(h.shape)}")
+        w = self.mlp[0].weight
+        return self.mlp(h.to(device=w.device, dtype=w.dtype))  # a bf16 LM can feed an fp32 head
+
+    def log_probs(self, h):
+        """log P(tau | h): (..., K)."""
+        return F.log_softmax(self(h), dim=-1)
+
+    def extra_repr(self):
+        return f"level={self.level!r}, temperatures={self.temps}, base_model={self.base_model!r}"
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def save(self, path, extra=None):
+        """Save weights plus everything needed to rebuild the head and check it fits a model."""
+        torch.save({
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "temperatures": list(self.temps),
+            "level": self.level,
+            "base_model": self.base_model,
+            "d_model": self.d_model,
+            "hidden": self.hidden,
+            "dropout": self.dropout,
+            "extra": dict(extra or {}),  # plain python values only (loaded with weights_only=True)
+        }, path)
+
+    @classmethod
+    def load(cls, path, d_model=None, base_model=None, temperatures=None, map_location="cpu"):
+        """Rebuild a saved head (in eval mode). The optional arguments describe what the caller will
+        run it with; a head that does not fit is refused with a ValueError saying why."""
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"adaptive head checkpoint not found: {path}") from None
+        except Exception as e:
+            raise ValueError(f"could not read adaptive head checkpoint {path}: {e}") from e
+        keys = ("state_dict", "temperatures", "level", "base_model", "d_model", "hidden")
+        if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
+            raise ValueError(f"{path} is not an adaptive head checkpoint (expected keys {keys})")
+        trained_on = ckpt["base_model"] or "an unnamed model"
+        if d_model is not None and int(d_model) != ckpt["d_model"]:
+            raise ValueError(f"head trained on {trained_on} (hidden size {ckpt['d_model']}) cannot run on a "
+                             f"model with hidden size {d_model}; train a head for this model")
+        if base_model and ckpt["base_model"] and base_model != ckpt["base_model"]:
+            raise ValueError(f"head {path} was trained on {ckpt['base_model']!r} but the model is "
+                             f"{base_model!r}; train a head for this model")
+        if temperatures is not None:
+            want, have = tuple(float(t) for t in temperatures), tuple(ckpt["temperatures"])
+            if len(want) != len(have) or any(abs(a - b) > 1e-6 for a, b in zip(want, have)):
+                raise ValueError(f"head {path} was trained with temperatures {have}, not {want}; "
+                                 f"its outputs are a distribution over exactly those temperatures")
+        head = cls(ckpt["d_model"], ckpt["temperatures"], ckpt["level"], ckpt["hidden"],
+                   ckpt["base_model"], ckpt.get("dropout", 0.0))
+        try:
+            head.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as e:
+            raise ValueError(f"weights in {path} do not match its own configuration: {e}") from e
+        head.extra = ckpt.get("extra", {})
+        if isinstance(map_location, (str, torch.device)):
+            head = head.to(map_location)
+        return head.eval()

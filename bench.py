@@ -1,0 +1,127 @@
+"""
+Generation speed, side by side in one run: this project's generate() against Hugging Face
+transformers' generate() on the same weights (when transformers is installed), greedy, a fixed
+number of new tokens (end-of-turn ignored so every run decodes the same amount).
+
+    python bench.py                                   # SmolLM2 fp32 on the CPU, batch 1 and 32
+    python bench.py --batch 1 8 --new_tokens 32 --repeats 5
+    python bench.py --shape llama3-8b --device cuda --dtype bfloat16 --batch 1 --no_hf
+        # random weights of a real shape: decode tokens/s and the fraction of memory bandwidth
+
+Timings are medians over --repeats runs, the two implementations alternating so that the
+machine's drift hits both alike.
+"""
+import argparse
+import statistics
+import time
+
+import torch
+
+from model import Config, Transformer
+from sample import generate
+
+SHAPES = {  # random-weight models of real shapes, for machines without the real weights
+    "smollm2-135m": Config(),
+    "llama3-8b": Config(vocab_size=128256, n_layer=32, n_head=32, n_kv_head=8, d_model=4096, d_ff=14336,
+                        head_dim=128, max_seq_len=8192, rope_theta=500000.0, tie_embeddings=False),
+}
+
+
+def to_hf(model):
+    """The same weights in transformers' LlamaForCausalLM (splitting our fused q/k/v and gate/up)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    c = model.config
+    hf = LlamaForCausalLM(LlamaConfig(
+        vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_ff, num_hidden_layers=c.n_layer,
+        num_attention_heads=c.n_head, num_key_value_heads=c.n_kv_head, head_dim=c.head_dim,
+        max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, rope_theta=c.rope_theta,
+        tie_word_embeddings=c.tie_embeddings))
+    sd = {"model.embed_tokens.weight": model.tok_emb.weight, "model.norm.weight": model.norm.weight,
+          "lm_head.weight": model.lm_head.weight}
+    for i, b in enumerate(model.layers):
+        p = f"model.layers.{i}."
+        q, k, v = b.attn.wqkv.weight.split([c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim])
+        gate, up = b.mlp.w_in.weight.chunk(2)
+        sd.update({p + "input_layernorm.weight": b.attn_norm.weight, p + "post_attention_layernorm.weight": b.mlp_norm.weight,
+                   p + "self_attn.q_proj.weight": q, p + "self_attn.k_proj.weight": k, p + "self_attn.v_proj.weight": v,
+                   p + "self_attn.o_proj.weight": b.attn.wo.weight, p + "mlp.gate_proj.weight": gate,
+                   p + "mlp.up_proj.weight": up, p + "mlp.down_proj.weight": b.mlp.w_out.weight})
+    hf.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=False)
+    hf.generation_config.eos_token_id = None
+    hf.generation_config.pad_token_id = 0
+    return hf.to(model.lm_head.weight.device, model.lm_head.weight.dtype).eval()
+
+
+def timed(fn, device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smollm2", help="weights to load (ignored with --shape)")
+    p.add_argument("--shape", default=None, choices=list(SHAPES), help="random weights of this shape instead")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--prompt_len", type=int, default=32)
+    p.add_argument("--new_tokens", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--no_hf", action="store_true", help="skip the transformers comparison")
+    args = p.parse_args()
+    dtype = getattr(torch, args.dtype)
+
+    if args.shape:
+        torch.manual_seed(0)
+        with torch.device(args.device):
+            model = Transformer(SHAPES[args.shape]).to(dtype)
+        for prm in model.parameters():  # small weights keep the activations in range
+            torch.nn.init.normal_(prm, std=0.02)
+        model.eval().requires_grad_(False)
+    else:
+        model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
+    hf = None
+    if not args.no_hf:
+        try:
+            hf = to_hf(model)
+        except ImportError:
+            print("transformers is not installed: measuring this project only")
+    n_params = sum(p.numel() for p in model.parameters())
+    bytes_per_token = n_params * model.lm_head.weight.element_size()  # every weight read once a step
+    print(f"{args.model if not args.shape else args.shape}: {n_params / 1e6:.0f}M parameters, {args.dtype}, "
+          f"{args.device}, prompt {args.prompt_len}, {args.new_tokens} new tokens, greedy, "
+          f"median of {args.repeats}, torch threads {torch.get_num_threads()}")
+
+    g = torch.Generator().manual_seed(0)
+    for B in args.batch:
+        prompts = torch.randint(100, model.config.vocab_size, (B, args.prompt_len), generator=g)
+        ours = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.0)
+        theirs = lambda: hf.generate(prompts.to(args.device), attention_mask=torch.ones_like(prompts).to(args.device),
+                                     max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
+        ours()  # warm up (allocator, kernels)
+        if hf is not None:
+            out_hf = theirs()
+            same = out_hf[:, args.prompt_len:].tolist() == ours().tokens
+        t_ours, t_hf = [], []
+        for _ in range(args.repeats):
+            t_ours.append(timed(ours, args.device))
+            if hf is not None:
+                t_hf.append(timed(theirs, args.device))
+        n = B * args.new_tokens
+        ours_tps = n / statistics.median(t_ours)
+        line = f"batch {B:3d}: ours {ours_tps:8.1f} tok/s"
+        if B == 1:
+            line += f" ({bytes_per_token * ours_tps / 1e9:.0f} GB/s of weights streamed)"
+        if hf is not None:
+            hf_tps = n / statistics.median(t_hf)
+            line += f" | transformers {hf_tps:8.1f} tok/s | ratio {ours_tps / hf_tps:.2f}x | same tokens: {same}"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

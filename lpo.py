@@ -1,0 +1,115 @@
+"""
+Latent Preference Optimization (PAPER.md section 2): the losses that train the AdaptiveDecoder
+from (chosen, rejected) response pairs. Plain functions on tensors; B = pairs, T = response
+positions, K = temperatures, V = vocabulary.
+
+    (a) lpo_loss            temperatures as tokens, AD terms only (the paper's Eq. 10)
+    (b) -                   joint with the response tokens; with a frozen LM it *is* (a)
+    (c) lpo_marginal_loss   temperature as a latent variable, marginalised per token
+    (d) nll_loss            baseline: -log P(tau^c)
+
+Padding: every (B, T) tensor comes with a mask (True/nonzero = real response position). Masked
+positions are dropped with torch.where, never multiplied by 0, so garbage there (huge, inf, nan)
+reaches neither the loss nor the gradients.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def sequence_logp(step_logps, mask=None):
+    """log P(tau) = sum_t log P(tau_t | h_t) over response positions (the AD term of Eq. 10).
+    step_logps (B, T), mask (B, T) bool/float or None -> (B,). For AD_seq T = 1."""
+    if mask is not None:
+        step_logps = torch.where(mask.bool(), step_logps, torch.zeros_like(step_logps))
+    return step_logps.sum(-1)
+
+
+def choice_logps(head_logprobs, choices, mask=None):
+    """log P(tau) of the temperatures a response was sampled with: sum_t log P(tau_t | h_t).
+    head_logprobs (B, T, K) = log P(. | h_t); choices (B, T) long indices into the temperatures.
+    AD_seq may pass head_logprobs (B, K) and choices (B,). Returns (B,)."""
+    if head_logprobs.dim() == 2:
+        head_logprobs, choices = head_logprobs.unsqueeze(1), choices.unsqueeze(1)
+        mask = None if mask is None else mask.reshape(-1, 1)
+    if mask is not None:  # padded choices may hold any value (-100, 999...): point them at 0
+        choices = torch.where(mask.bool(), choices, torch.zeros_like(choices))
+    step = head_logprobs.gather(-1, choices.long().unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return sequence_logp(step, mask)
+
+
+def _preference_loss(logits, margin):
+    """-log sigma(logits), mean over pairs; F.logsigmoid is stable for large |logits|."""
+    loss = -F.logsigmoid(logits).mean()
+    margin = margin.detach()
+    stats = {"accuracy": (margin > 0).float().mean().item(), "margin": margin.mean().item()}
+    return loss, stats
+
+
+def lpo_loss(chosen_logps, rejected_logps, beta=0.1):
+    """Loss (a), the paper's Eq. 10:
+        L = -log sigma( beta * log P(tau^c) - beta * log P(tau^r) ),  mean over pairs.
+    chosen_logps, rejected_logps: (B,) from choice_logps. Returns (loss, stats) where
+    stats['accuracy'] = fraction of pairs with log P(tau^c) > log P(tau^r) and
+    stats['margin'] = mean of log P(tau^c) - log P(tau^r)."""
+    margin = chosen_logps - rejected_logps
+    return _preference_loss(beta * margin, margin)
+
+
+def nll_loss(chosen_logps, n_tokens=None):
+    """Baseline (d): L = -log P(tau^c), mean over pairs. With n_tokens (B,) each pair's term is
+    divided by its number of temperature choices (per-token NLL)."""
+    nll = -chosen_logps
+    if n_tokens is not None:
+        nll = nll / torch.as_tensor(n_tokens, dtype=nll.dtype, device=nll.device).clamp(min=1)
+    return nll.mean()
+
+
+def uniform_logprobs(shape, K, device=None, dtype=torch.float32):
+    """A uniform reference head for loss (c): log P_ref(tau | h) = -log K everywhere, (*shape, K)."""
+    return torch.full((*shape, K), -math.log(K), device=device, dtype=dtype)
+
+
+def mixture_token_logps(lm_logits, head_logprobs, temperatures, tokens):
+    """Per-token log-likelihood of AD viewed as a mixture (PAPER.md section 1):
+        log P(y_t | h_t) = log sum_k P(tau_k | h_t) * softmax(lm_logits_t / tau_k)[y_t]
+    computed as logsumexp_k( log P(tau_k | h_t) + log softmax(lm_logits_t / tau_k)[y_t] ).
+    tau = 0 is greedy, a one-hot on argmax(lm_logits_t): its log-prob is 0 if y_t is the argmax,
+    else -inf. The result is finite whenever some tau > 0 component has P(tau_k | h_t) > 0; a
+    position whose only possible component is tau = 0 on a non-argmax token gives -inf (with zero,
+    not NaN, gradient).
+    lm_logits (B, T, V); head_logprobs (B, T, K); temperatures (K,); tokens (B, T) valid ids.
+    Returns (B, T). Memory is O(B*T*V) per temperature: callers chunk over T (any (B, T) chunk
+    works on its own, results concatenate along T)."""
+    dtype = torch.promote_types(torch.promote_types(lm_logits.dtype, head_logprobs.dtype), torch.float32)
+    logits, y = lm_logits.to(dtype), tokens.long().unsqueeze(-1)
+    temps = temperatures.tolist() if torch.is_tensor(temperatures) else list(temperatures)
+    comps = []
+    for tau in temps:
+        if tau == 0:  # greedy: log 1 on the argmax token, log 0 elsewhere
+            hit = logits.argmax(-1) == tokens
+            comps.append(torch.where(hit, 0.0, float("-inf")).to(dtype))
+        else:  # log softmax(logits / tau)[y]
+            z = logits / tau
+            comps.append(z.gather(-1, y).squeeze(-1) - torch.logsumexp(z, dim=-1))
+    joint = head_logprobs.to(dtype) + torch.stack(comps, dim=-1)  # (B, T, K)
+    # logsumexp over all -inf is -inf but its backward is NaN; route those positions around it
+    dead = torch.isneginf(joint).all(-1, keepdim=True)
+    mix = torch.logsumexp(torch.where(dead, torch.zeros_like(joint), joint), dim=-1)
+    return torch.where(dead.squeeze(-1), float("-inf"), mix)
+
+
+def lpo_marginal_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, mask_c, mask_r, beta=0.1):
+    """Loss (c), temperature as a latent variable (the paper's Section 3.3):
+        L = -log sigma( beta * sum_t [log mix(y^c_t) - log mix_ref(y^c_t)]
+                      - beta * sum_t [log mix(y^r_t) - log mix_ref(y^r_t)] )
+    where mix = sum_tau P(y_t | h_t, tau) P(tau | h_t) with the current head and mix_ref the same
+    with a frozen copy of the head (or uniform_logprobs). Inputs are (B, T) per-token values from
+    mixture_token_logps; masks (B, T) mark real response tokens (the two sides may differ in T).
+    Returns (loss, stats) with stats['accuracy'] = fraction of pairs whose implicit reward favours
+    the chosen response and stats['margin'] = its mean (before beta)."""
+    reward_c = sequence_logp(policy_chosen - ref_chosen, mask_c)
+    reward_r = sequence_logp(policy_rejected - ref_rejected, mask_r)
+    margin = reward_c - reward_r
+    return _preference_loss(beta * margin, margin)

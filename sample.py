@@ -1,0 +1,195 @@
+"""
+Batched generation from the KV cache, with a fixed temperature or with the adaptive decoder.
+
+    generate(model, prompts, max_new_tokens, temperature=0.7)          # fixed temperature
+    generate(model, prompts, max_new_tokens, head=head)                 # adaptive decoding
+
+The prompts (lists of token ids, of different lengths) are left-padded into one batch and
+prefilled in one forward pass; then every row decodes one token per step from the cache, and
+each row stops at its end-of-turn token. Temperature 0 is greedy.
+
+With an AdaptiveDecoder head (adaptive_head.py) the temperature is chosen by the head from the
+LM's final hidden state (PAPER.md section 1): once per row from the last prompt token
+(level "sequence", AD_seq), or before every token (level "token", AD_tok). Rows with different
+temperatures decode together in one batched step.
+
+CLI:
+    python sample.py --model smollm2 --prompt "Write a haiku about the sea."
+    python sample.py --model smollm2 --adaptive head.pt --level token --prompt "..." --html out.html
+"""
+import argparse
+import html
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from model import KVCache, Transformer
+
+
+@dataclass
+class Generation:
+    tokens: list            # per row, the new token ids (the end-of-turn token not included)
+    choices: list | None    # adaptive: per row, the index of the temperature chosen at each step
+    hidden: torch.Tensor | None  # keep_hidden: (B, steps, d) the states each choice was made from
+    temperatures: torch.Tensor | None  # adaptive: the head's (K,) temperature set
+
+
+def sample_next(logits, temperature, top_p=None, min_p=None, generator=None):
+    """One token per row from logits (B, V) at temperature (B,) (0 = greedy, argmax).
+    top_p keeps the smallest set of tokens whose probability reaches p; min_p keeps the tokens
+    whose probability is at least min_p times the most likely one's."""
+    greedy = logits.argmax(dim=-1)
+    t = temperature.clamp(min=1e-5)[:, None]
+    probs = torch.softmax(logits / t, dim=-1)
+    if min_p is not None:
+        probs = probs.masked_fill(probs < min_p * probs.amax(dim=-1, keepdim=True), 0.0)
+    if top_p is not None:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # the mass before this token already reaches p
+        probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+    # a draw from probs without a host sync: argmax of probs / Exponential(1) noise
+    noise = torch.empty_like(probs).exponential_(1, generator=generator)
+    sampled = (probs / noise).argmax(dim=-1)
+    return torch.where(temperature == 0, greedy, sampled)
+
+
+@torch.inference_mode()
+def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample",
+             top_p=None, min_p=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0):
+    """prompts: list of B lists of token ids. temperature: a float, or a (B,) tensor of per-row
+    temperatures (ignored when head is given). head: an AdaptiveDecoder; selection "greedy" takes
+    the argmax of P(tau | h), "sample" draws from it. Returns a Generation."""
+    device = model.lm_head.weight.device
+    B, L = len(prompts), max(len(p) for p in prompts)
+    if min(len(p) for p in prompts) == 0:
+        raise ValueError("every prompt needs at least one token")
+    if L + max_new_tokens > model.config.max_seq_len:
+        raise ValueError(f"a prompt of {L} tokens plus max_new_tokens={max_new_tokens} is longer than "
+                         f"the model's context of {model.config.max_seq_len} tokens; shorten the prompt "
+                         "or ask for fewer new tokens")
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed if seed is not None else torch.seed())
+    pad = torch.tensor([L - len(p) for p in prompts], device=device)
+    idx = torch.tensor([[pad_id] * (L - len(p)) + list(p) for p in prompts], device=device)
+    pad = pad if pad.any() else None  # no padding: the faster unmasked attention paths
+    stop = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
+    if head is None:
+        temp = torch.as_tensor(temperature, dtype=torch.float32, device=device).expand(B)
+
+    cache = KVCache(model.config, B, L + max_new_tokens, device, model.lm_head.weight.dtype)
+    logits, h = model(idx, cache=cache, pad=pad, last_only=True, return_hidden=True)  # prefill
+    out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
+    hidden = []
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    check_every = 1 if device.type == "cpu" else 8  # "all rows done?" is a host sync on a GPU
+    for step in range(max_new_tokens):
+        h = h[:, -1]                                                         # (B, d)
+        if head is not None and (head.level == "token" or step == 0):
+            logp = head.log_probs(h)                                         # (B, K)
+            if selection == "greedy":
+                k = logp.argmax(dim=-1)
+            else:
+                k = torch.multinomial(logp.exp(), 1, generator=gen)[:, 0]
+            temp = head.temperatures[k]
+        if head is not None:
+            choices[:, step] = k
+        if keep_hidden and (head is None or head.level == "token" or step == 0):
+            hidden.append(h)
+        tok = sample_next(logits[:, -1], temp, top_p, min_p, gen)
+        tok = tok.masked_fill(done, pad_id)
+        out[:, step] = tok
+        done |= torch.isin(tok, stop)
+        if step + 1 == max_new_tokens or (step % check_every == 0 and done.all()):
+            break
+        logits, h = model(tok[:, None], cache=cache, pad=pad, last_only=True, return_hidden=True)
+
+    # cut each row at its first stop token
+    out, choices = out[:, :step + 1].tolist(), choices[:, :step + 1].tolist()
+    tokens, chosen = [], []
+    stop_set = set(stop_ids)
+    for row, ks in zip(out, choices):
+        n = next((i for i, t in enumerate(row) if t in stop_set), len(row))
+        tokens.append(row[:n])
+        chosen.append(ks[:n + 1 if n < len(row) else n])  # the choice that produced the stop token too
+    return Generation(tokens=tokens, choices=chosen if head is not None else None,
+                      hidden=torch.stack(hidden, dim=1) if keep_hidden else None,
+                      temperatures=head.temperatures if head is not None else None)
+
+
+def temperature_html(tokenizer, tokens, choices, temperatures, title=""):
+    """A self-contained HTML page: each token shaded by the temperature chosen for it (PAPER.md's
+    Fig. 6): white for 0 (greedy), deeper red for hotter."""
+    tmax = max(float(temperatures.max()), 1e-6)
+    spans = []
+    for tok, k in zip(tokens, choices):
+        t = float(temperatures[k])
+        text = html.escape(tokenizer.decode([tok])).replace("\n", "&#8629;<br>")
+        alpha = t / tmax
+        spans.append(f'<span title="temperature {t:g}" style="background:rgba(220,40,30,{alpha:.2f})">{text}</span>')
+    legend = " ".join(f'<span style="background:rgba(220,40,30,{float(t) / tmax:.2f})">&nbsp;{float(t):g}&nbsp;</span>'
+                      for t in temperatures)
+    return (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<body style='font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.7'>"
+            f"<h3>{html.escape(title)}</h3><p>temperature: {legend}</p><p>{''.join(spans)}</p></body>")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smollm2", help="smollm2, a .gguf file, a model directory or a hub id")
+    p.add_argument("--prompt", action="append", required=True, help="repeat for a batch of prompts")
+    p.add_argument("--max_new_tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.3, help="0 = greedy")
+    p.add_argument("--top_p", type=float, default=None)
+    p.add_argument("--min_p", type=float, default=None)
+    p.add_argument("--adaptive", default=None, help="a trained AdaptiveDecoder checkpoint (head.pt)")
+    p.add_argument("--level", default=None, choices=["token", "sequence"], help="must match the head's level")
+    p.add_argument("--selection", default="greedy", choices=["greedy", "sample"])
+    p.add_argument("--html", default=None, help="write the response shaded by temperature to this file")
+    p.add_argument("--raw", action="store_true", help="no chat template: continue the text as it is")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    args = p.parse_args()
+
+    from tokenizer import Tokenizer
+    dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
+    t0 = time.time()
+    model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
+    tok = Tokenizer.from_pretrained(args.model)
+    head = None
+    if args.adaptive:
+        from adaptive_head import AdaptiveDecoder
+        head = AdaptiveDecoder.load(args.adaptive, d_model=model.config.d_model, map_location=args.device)
+        if args.level and args.level != head.level:
+            sys.exit(f"error: {args.adaptive} is a {head.level}-level head, not {args.level}-level")
+    print(f"loaded {args.model} in {time.time() - t0:.1f}s", file=sys.stderr)
+
+    prompts = [tok.encode(p) if args.raw else tok.encode_prompt(p) for p in args.prompt]
+    t0 = time.time()
+    g = generate(model, prompts, args.max_new_tokens, temperature=args.temperature, head=head,
+                 selection=args.selection, top_p=args.top_p, min_p=args.min_p,
+                 stop_ids=tok.stop_ids, seed=args.seed)
+    n = sum(len(t) for t in g.tokens)
+    print(f"{n} tokens in {time.time() - t0:.1f}s ({n / (time.time() - t0):.1f} tok/s)", file=sys.stderr)
+    pages = []
+    for i, (prompt, ids) in enumerate(zip(args.prompt, g.tokens)):
+        if len(args.prompt) > 1:
+            print(f"--- {prompt}")
+        print(tok.decode(ids))
+        if head is not None:
+            ts = [float(head.temperatures[k]) for k in g.choices[i][:len(ids)]]
+            print(f"(mean temperature {sum(ts) / max(len(ts), 1):.2f})", file=sys.stderr)
+            pages.append(temperature_html(tok, ids, g.choices[i], head.temperatures.cpu(), prompt))
+    if args.html:
+        if head is None:
+            sys.exit("error: --html shows the adaptive decoder's temperatures; give --adaptive head.pt")
+        with open(args.html, "w") as f:
+            f.write("\n".join(pages))
+        print(f"wrote {args.html}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

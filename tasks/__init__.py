@@ -1,0 +1,37 @@
+"""
+Tasks: the prompts and rewards of the paper's four experiments (and a small synthetic stand-in).
+
+Every task module has the same small interface:
+    NAME                                  the task's name (the key in TASKS)
+    CHAT                                  True: 'prompt' is a user message (apply the chat template);
+                                          False: raw text for the LM to continue (repetition)
+    prompts(split, n=None, seed=0)        split in {"train", "test"}; a list of dicts, each with at least
+                                          'id', 'task' (= NAME) and 'prompt', plus task fields
+                                          ('gold', 'title', 'prefix', ...). n=None: all, in a fixed order;
+                                          else a seeded sample of n.
+    reward(example, response) -> float    higher is better. gsm8k/arithmetic: 1/0 correctness;
+                                          repetition: -repeated 3-gram fraction; constrained_stories:
+                                          constraint fraction (+ judge); stories/instructions: the
+                                          judge, a reward model plugged in via tasks.judge.set_judge().
+Data files are found (or downloaded) by tasks.data.data_path; set LPO_DATA_DIR to a local copy.
+Helpers: tasks.stats (bootstrap win rates), tasks.gsm8k (answer extraction, majority voting).
+"""
+from tasks import arithmetic, constrained_stories, gsm8k, gsm8k_vote, instructions, repetition, stories
+
+TASKS = {m.NAME: m for m in (arithmetic, gsm8k, gsm8k_vote, stories, instructions, repetition, constrained_stories)}
+MIXES = {"ultramathstories": ["instructions", "gsm8k", "stories"]}  # the paper's experiment 2
+
+def get_task(name):
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+def prompts(names, split="train", n=None, seed=0):
+    """Prompts of several tasks (or a mix name) concatenated; n is per task."""
+    names = MIXES.get(names, names) if isinstance(names, str) else names
+    names = [names] if isinstance(names, str) else names
+    return [ex for name in names for ex in get_task(name).prompts(split, n, seed)]
+
+def reward(example, response):
+    """Dispatch on example['task'], so a mixed batch can be scored in one loop."""
+    return get_task(example["task"]).reward(example, response)

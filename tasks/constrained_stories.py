@@ -1,0 +1,124 @@
+"""
+ConstrainedStories (the paper's experiment 3): a story from a title (titles and split from stories.py)
+where every sentence must begin with a word starting with a given prefix ('Ab' by default).
+Reward = constraint_score (fraction of sentences obeying the rule, in [0, 1])
+         + QUALITY_WEIGHT * judge score when a judge is set (tasks.judge), else the constraint alone.
+sentence_start_char_offsets() marks where each sentence's first word begins, so that the lead can
+find the first token of every sentence (the paper's Fig. 5: temperature there vs elsewhere).
+"""
+import re
+
+from tasks import judge, stories
+
+NAME = "constrained_stories"
+CHAT = True
+PREFIX = "Ab"
+QUALITY_WEIGHT = 1.0
+PROMPT = ("Write a creative and coherent story with the following title. "
+          "You must begin each sentence with a word that starts with '{prefix}'.\n\nTitle: {title}")
+
+def prompts(split="train", n=None, seed=0, prefix=PREFIX):
+    return [dict(ex, id=f"{NAME}/{ex['title']}", task=NAME, prefix=prefix,
+                 prompt=PROMPT.format(prefix=prefix, title=ex["title"]))
+            for ex in stories.prompts(split, n, seed)]
+
+# -----------------------------------------------------------------------------
+# sentence splitting
+
+# words whose final "." never ends a sentence
+ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "mt", "capt", "gen", "col",
+                 "lt", "sgt", "rev", "fig", "approx", "e.g", "i.e", "u.s", "u.k", "a.k.a"}
+ENDS = ".!?…"
+CLOSERS = "\"'”’)]*_"  # may follow the end punctuation: 'Stop."' '(really!)' '**Done.**'
+OPENERS = "\"'“‘([*_-—– #>"
+WORD_RE = re.compile(r"[^\W_]")  # a letter or digit
+LIST_RE = re.compile(r"\d+[.)]\s+")  # "1. " or "2) " before a list item
+
+def _ends_sentence(text, start, i, j):
+    """Does the punctuation run text[i:j] (end marks, then closers) followed by whitespace end the sentence?"""
+    marks = text[i:j].rstrip(CLOSERS)
+    word = text[start:i].split()[-1].lstrip(OPENERS).lower() if text[start:i].split() else ""
+    if marks == ".":
+        if word in ABBREVIATIONS:
+            return False                          # "Mr. Abbot", "e.g. abacus", "the U.S. Army"
+        if len(word) == 1 and word.isalpha() and text[i - 1].isupper():
+            return False                          # an initial: "J. R. Abbot"
+        if word.isdigit() and text[start:i].strip() == word:
+            return False                          # a list number: "1. Abandon ship"
+    k = j
+    while k < len(text) and (text[k].isspace() or text[k] in OPENERS) and text[k] != "\n":
+        k += 1
+    if k == len(text) or text[k] == "\n":
+        return True
+    if "..." in marks or "…" in marks or len(text[i:j]) > len(marks):
+        # after an ellipsis or a closing quote, only a capitalised word starts a new sentence:
+        # 'Wait... what?' and '"Stop!" he said.' stay one sentence
+        return text[k].isupper() or text[k].isdigit()
+    return True
+
+def sentence_spans(text):
+    """(start, end) character spans of the sentences of text. Boundaries: a newline (lines and paragraphs
+    always end a sentence), or end punctuation .!?… (plus closing quotes/brackets) followed by whitespace,
+    except after abbreviations, initials, list numbers, and ellipses/quotes followed by a lowercase word.
+    Spans are stripped of surrounding whitespace; spans without a letter or digit are dropped."""
+    cuts, start, i = [], 0, 0
+    while i < len(text):
+        if text[i] == "\n":
+            cuts.append((start, i))
+            start = i = i + 1
+        elif text[i] in ENDS:
+            j = i
+            while j < len(text) and text[j] in ENDS:
+                j += 1
+            while j < len(text) and text[j] in CLOSERS:
+                j += 1
+            if (j == len(text) or text[j].isspace()) and _ends_sentence(text, start, i, j):
+                cuts.append((start, j))
+                start = j
+            i = j
+        else:
+            i += 1
+    cuts.append((start, len(text)))
+    spans = []
+    for s, e in cuts:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if WORD_RE.search(text, s, e):
+            spans.append((s, e))
+    return spans
+
+def split_sentences(text):
+    return [text[s:e] for s, e in sentence_spans(text)]
+
+def _word_start(text, s, e):
+    """Offset of the first word in text[s:e], skipping opening quotes/brackets/markdown and a list number."""
+    k = WORD_RE.search(text, s, e).start()
+    m = LIST_RE.match(text, k, e)
+    if m and WORD_RE.search(text, m.end(), e):
+        k = WORD_RE.search(text, m.end(), e).start()
+    return k
+
+def sentence_start_char_offsets(text):
+    """For each sentence of split_sentences(text), the offset in text of its first word's first character
+    (opening quotes, brackets, markdown and list numbers skipped). The token containing that character
+    is the sentence's first word token."""
+    return [_word_start(text, s, e) for s, e in sentence_spans(text)]
+
+def first_words(text):
+    """The first word of each sentence of text."""
+    return [re.match(r"[\w'’-]*", text[k:]).group(0) for k in sentence_start_char_offsets(text)]
+
+def constraint_score(text, prefix=PREFIX):
+    """Fraction of sentences whose first word starts with prefix (case-insensitive); 0.0 for no sentence."""
+    words = first_words(text)
+    if not words:
+        return 0.0
+    return sum(w.lower().startswith(prefix.lower()) for w in words) / len(words)
+
+def reward(example, response):
+    r = constraint_score(response, example.get("prefix", PREFIX))
+    if judge.has_judge():
+        r += QUALITY_WEIGHT * judge.score(example["prompt"], response)
+    return r

@@ -1,0 +1,86 @@
+"""
+Finding dataset files, plus two small helpers every task uses.
+
+data_path("gsm8k/test.jsonl") looks, in order, in
+  1) an explicit data_dir argument, else $LPO_DATA_DIR (train.py's --data_dir sets it),
+  2) the cache: $LPO_CACHE, else ~/.cache/lpo/data,
+  3) the canonical URL (URLS below), downloaded into the cache atomically (.part + os.replace),
+and otherwise raises ONE FileNotFoundError saying what to download, from where, and where to put it.
+The project never ships data; in this repo's workspace the copies live in ../shared/data.
+"""
+import os
+import random
+import urllib.request
+import zlib
+
+URLS = {
+    "gsm8k/train.jsonl": "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/train.jsonl",
+    "gsm8k/test.jsonl": "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/test.jsonl",
+    "wikitext-2/valid.txt": "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/valid.txt",
+    "wikitext-2/test.txt": "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/test.txt",
+}
+# files with no single raw URL: say how to make them instead
+HOWTO = {
+    "alpaca_eval/instructions.jsonl": "the 805 AlpacaEval instructions, one JSON object per line with fields "
+        "'dataset' and 'instruction' (from tatsu-lab/alpaca_eval: github.com/tatsu-lab/alpaca_eval or the "
+        "Hugging Face dataset tatsu-lab/alpaca_eval, file alpaca_eval.json)",
+    "ultrafeedback/instructions.jsonl": "UltraFeedback prompts, one JSON object per line with an 'instruction' "
+        "or 'prompt' field (from the Hugging Face dataset openbmb/UltraFeedback)",
+}
+
+def cache_dir():
+    return os.environ.get("LPO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "lpo", "data")
+
+def find_local(relpath, data_dir=None):
+    """Path of an existing local copy of relpath (data dir, then cache), or None. Never downloads."""
+    for root in (data_dir or os.environ.get("LPO_DATA_DIR"), cache_dir()):
+        if root and os.path.isfile(os.path.join(root, relpath)):
+            return os.path.join(root, relpath)
+    return None
+
+def download(url, path):
+    """Stream url into path via a .part file, so a crash never leaves a half-written path behind."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.part"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+        os.replace(tmp, path)  # atomic on the same filesystem
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+def data_path(relpath, data_dir=None):
+    """Local path of dataset file relpath (e.g. 'gsm8k/test.jsonl'); downloads it if needed and possible."""
+    path = find_local(relpath, data_dir)
+    if path:
+        return path
+    target = os.path.join(cache_dir(), relpath)
+    url, why = URLS.get(relpath), None
+    if url:
+        try:
+            download(url, target)
+            return target
+        except Exception as e:  # no network, 404, disk full...
+            why = f"downloading {url} failed: {type(e).__name__}: {e}"
+    where = [p for p in (data_dir or os.environ.get("LPO_DATA_DIR"), cache_dir()) if p]
+    what = f"download {url}" if url else f"get {HOWTO.get(relpath, relpath)}"
+    raise FileNotFoundError(
+        f"dataset file '{relpath}' not found (looked in: {', '.join(where)}"
+        + (f"; {why}" if why else "") + ").\n"
+        f"Fix: {what}\n  and save it as {target}\n"
+        f"  or set LPO_DATA_DIR=/path/to/data (e.g. the project's ../shared/data) so that $LPO_DATA_DIR/{relpath} exists.")
+
+# -----------------------------------------------------------------------------
+# helpers shared by the tasks
+
+def is_test(text, test_frac=0.2):
+    """Deterministic train/test assignment from a hash of the text (stable across runs and list edits)."""
+    return zlib.crc32(text.encode("utf-8")) % 1000 < test_frac * 1000
+
+def subsample(examples, n=None, seed=0):
+    """All examples in canonical order when n is None, else a seeded random sample of min(n, len) of them."""
+    if n is None:
+        return list(examples)
+    return random.Random(seed).sample(list(examples), min(n, len(examples)))

@@ -1,0 +1,68 @@
+"""
+Reducing repetitions (the paper's experiment 1): the model continues a WikiText-2 passage for a fixed
+number of tokens (plain LM continuation, no chat template); greedy decoding tends to loop.
+Reward = -(fraction of repeated 3-grams in the continuation).
+Splits: train = WikiText-2 valid.txt, test = WikiText-2 test.txt (tokenized WikiText-2, <unk> for rare words).
+"""
+import re
+
+from tasks.data import data_path, subsample
+
+NAME = "repetition"
+CHAT = False          # the prompt is raw text to continue, not a user message
+MAX_NEW_TOKENS = 128  # length of the continuation
+N_WORDS = 48          # passage length in words
+FILES = {"train": "wikitext-2/valid.txt", "test": "wikitext-2/test.txt"}
+
+def clean(line):
+    """Undo WikiText's tokenization: ' @-@ ' -> '-', ' @,@ ' -> ',', ' @.@ ' -> '.', and glue punctuation."""
+    s = line.strip().replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".")
+    s = re.sub(r" ([,.;:!?%)\]])", r"\1", s)          # "word ," -> "word,"
+    s = re.sub(r"([(\[]) ", r"\1", s)                   # "( word" -> "(word"
+    s = re.sub(r" ('s|'re|'ve|'m|'ll|'d|n't)\b", r"\1", s)
+    s = re.sub(r'" ([^"]*?) "', r'"\1"', s)             # '" lobster red "' -> '"lobster red"'
+    return s
+
+def passage(line, n_words=N_WORDS):
+    """The first n_words words of a paragraph, starting at a sentence start and containing no <unk>; or None."""
+    words = clean(line).split()
+    starts = [0] + [i + 1 for i, w in enumerate(words) if w.endswith((".", "!", "?"))]
+    for s in starts:
+        window = words[s:s + n_words]
+        if len(window) == n_words and not any("<unk>" in w for w in window):
+            return " ".join(window)
+    return None
+
+def prompts(split="train", n=None, seed=0, n_words=N_WORDS):
+    """One passage per WikiText paragraph (headings ' = ... = ' and empty lines skipped)."""
+    with open(data_path(FILES[split]), encoding="utf-8") as f:
+        lines = f.readlines()
+    examples = []
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if not s or (s.startswith("=") and s.endswith("=")):
+            continue
+        p = passage(s, n_words)
+        if p:
+            examples.append(dict(id=f"{NAME}/{split}/{i}", task=NAME, prompt=p, max_new_tokens=MAX_NEW_TOKENS))
+    return subsample(examples, n, seed)
+
+def repeated_ngram_fraction(seq, n=3):
+    """Fraction of the n-grams of seq that repeat an n-gram occurring earlier in seq.
+
+    seq: a list of tokens (ids or strings), or a str (split on whitespace into words).
+    With L = len(seq), there are L-n+1 (overlapping) n-grams g_i = seq[i:i+n]; g_i counts as a repeat
+    when g_i == g_j for some j < i. Result = (#repeats) / (L-n+1), in [0, 1); 0.0 when L < n.
+    E.g. "a b c a b c" has 4 trigrams (abc, bca, cab, abc), one repeat -> 0.25.
+    """
+    if isinstance(seq, str):
+        seq = seq.split()
+    seq = list(seq)
+    grams = [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
+    if not grams:
+        return 0.0
+    return (len(grams) - len(set(grams))) / len(grams)  # every occurrence after the first is a repeat
+
+def reward(example, response, n=3):
+    """-(repeated n-gram fraction of the continuation's words). Higher is better, 0 is best."""
+    return -repeated_ngram_fraction(response, n)

@@ -1,0 +1,230 @@
+"""Tests for lpo.py: hand-computed values, gradchecks, padding, tau = 0, and (b) == (a)."""
+import math
+import os
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lpo import (choice_logps, lpo_loss, lpo_marginal_loss, mixture_token_logps, nll_loss,  # noqa: E402
+                 sequence_logp, uniform_logprobs)
+
+D = torch.float64
+
+
+def log_sigmoid(x):
+    return -math.log(1 + math.exp(-x))
+
+
+def softmax_list(xs, tau=1.0):
+    e = [math.exp(x / tau) for x in xs]
+    return [v / sum(e) for v in e]
+
+
+# ---------------------------------------------------------------- (a) and the AD terms
+
+def test_sequence_logp_masks_garbage():
+    x = torch.tensor([[-1.0, -2.0, 1e30], [-0.5, float("nan"), float("-inf")]])
+    m = torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.float32)
+    assert sequence_logp(x, m).tolist() == [-3.0, -0.5]
+    assert sequence_logp(x, m.bool()).tolist() == [-3.0, -0.5]
+    assert sequence_logp(torch.tensor([[-0.25], [-4.0]])).tolist() == [-0.25, -4.0]  # AD_seq, T = 1
+
+
+def test_choice_logps_by_hand():
+    logits = [[[0.0, 1.0, 2.0], [3.0, 0.0, -1.0]]]  # (B=1, T=2, K=3)
+    lp = F.log_softmax(torch.tensor(logits, dtype=D), -1)
+    got = choice_logps(lp, torch.tensor([[2, 0]]))
+    want = math.log(softmax_list(logits[0][0])[2]) + math.log(softmax_list(logits[0][1])[0])
+    assert got.item() == pytest.approx(want, abs=1e-12)
+    # a padded position may hold an out-of-range index and must not count
+    got = choice_logps(lp, torch.tensor([[2, 999]]), mask=torch.tensor([[True, False]]))
+    assert got.item() == pytest.approx(math.log(softmax_list(logits[0][0])[2]), abs=1e-12)
+    # AD_seq shape: (B, K) and (B,)
+    assert choice_logps(lp[:, 0], torch.tensor([1])).item() == pytest.approx(math.log(softmax_list(logits[0][0])[1]))
+
+
+def test_lpo_loss_by_hand():
+    c, r, beta = [-1.0, -2.0], [-3.0, -1.5], 0.5
+    loss, stats = lpo_loss(torch.tensor(c, dtype=D), torch.tensor(r, dtype=D), beta=beta)
+    want = -(log_sigmoid(beta * (c[0] - r[0])) + log_sigmoid(beta * (c[1] - r[1]))) / 2
+    assert loss.item() == pytest.approx(want, abs=1e-12)
+    assert stats["accuracy"] == 0.5 and stats["margin"] == pytest.approx((2.0 - 0.5) / 2)
+
+
+def test_lpo_loss_gradient_by_hand_and_stable():
+    c = torch.tensor([-1.0], dtype=D, requires_grad=True)
+    r = torch.tensor([-3.0], dtype=D, requires_grad=True)
+    lpo_loss(c, r, beta=0.5)[0].backward()
+    g = -0.5 / (1 + math.exp(0.5 * 2.0))  # d/dc -log sigma(beta (c - r)) = -beta sigma(-beta (c - r))
+    assert c.grad.item() == pytest.approx(g) and r.grad.item() == pytest.approx(-g)
+    loss, _ = lpo_loss(torch.tensor([-1e4]), torch.tensor([0.0]), beta=1.0)  # naive log(sigmoid) = inf
+    assert loss.item() == pytest.approx(1e4)
+
+
+def test_gradcheck_lpo_loss_and_through_head():
+    torch.manual_seed(0)
+    c, r = torch.randn(4, dtype=D, requires_grad=True), torch.randn(4, dtype=D, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: lpo_loss(a, b, beta=0.7)[0], (c, r))
+    # end to end: head logits -> log P(tau|h) -> choice sums -> Eq. 10
+    head_logits = torch.randn(3, 5, 6, dtype=D, requires_grad=True)
+    ch_c, ch_r = torch.randint(0, 6, (3, 5)), torch.randint(0, 6, (3, 5))
+    m = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]]).bool()
+
+    def f(z):
+        lp = F.log_softmax(z, -1)
+        return lpo_loss(choice_logps(lp, ch_c, m), choice_logps(lp, ch_r, m), beta=0.3)[0]
+    assert torch.autograd.gradcheck(f, (head_logits,))
+
+
+def test_nll_baseline():
+    c = torch.tensor([-2.0, -6.0], dtype=D)
+    assert nll_loss(c).item() == pytest.approx(4.0)
+    assert nll_loss(c, n_tokens=torch.tensor([2, 3])).item() == pytest.approx((1.0 + 2.0) / 2)
+    assert nll_loss(c, n_tokens=[2, 0]).item() == pytest.approx((1.0 + 6.0) / 2)  # 0 tokens -> divide by 1
+
+
+def test_loss_b_equals_loss_a_with_frozen_lm():
+    """(b) written from its formula; with a frozen LM P(y) = P_ref(y) so the ratio is 1."""
+    torch.manual_seed(1)
+    B, T, V, K, beta = 3, 4, 11, 6, 0.4
+    lm_c, lm_r = torch.randn(B, T, V, dtype=D), torch.randn(B, T, V, dtype=D)  # frozen LM logits
+    y_c, y_r = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
+    head_logits = torch.randn(B, T, K, dtype=D, requires_grad=True)
+    ch_c, ch_r = torch.randint(0, K, (B, T)), torch.randint(0, K, (B, T))
+
+    def logp_y(lm, y):
+        return F.log_softmax(lm, -1).gather(-1, y.unsqueeze(-1)).squeeze(-1).sum(-1)
+    lp = F.log_softmax(head_logits, -1)
+    tau_c, tau_r = choice_logps(lp, ch_c), choice_logps(lp, ch_r)
+    logits_b = (beta * (logp_y(lm_c, y_c) - logp_y(lm_c, y_c)) - beta * (logp_y(lm_r, y_r) - logp_y(lm_r, y_r))
+                + beta * tau_c - beta * tau_r)
+    loss_b = -F.logsigmoid(logits_b).mean()
+    loss_a, _ = lpo_loss(tau_c, tau_r, beta=beta)
+    assert torch.allclose(loss_a, loss_b, atol=1e-12)
+    ga, = torch.autograd.grad(loss_a, head_logits, retain_graph=True)
+    gb, = torch.autograd.grad(loss_b, head_logits)
+    assert torch.allclose(ga, gb, atol=1e-12)
+
+
+# ---------------------------------------------------------------- the mixture and loss (c)
+
+def test_mixture_single_temperature_one_is_log_softmax():
+    torch.manual_seed(2)
+    lm, y = torch.randn(2, 3, 7, dtype=D), torch.randint(0, 7, (2, 3))
+    got = mixture_token_logps(lm, torch.zeros(2, 3, 1, dtype=D), torch.tensor([1.0]), y)
+    want = F.log_softmax(lm, -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_mixture_by_hand():
+    logits, p, temps = [2.0, 1.0, 0.0], [0.3, 0.7], [0.5, 1.0]
+    got = mixture_token_logps(torch.tensor([[logits]], dtype=D), torch.tensor([[[math.log(p[0]), math.log(p[1])]]], dtype=D),
+                              torch.tensor(temps, dtype=D), torch.tensor([[1]]))
+    want = math.log(p[0] * softmax_list(logits, 0.5)[1] + p[1] * softmax_list(logits, 1.0)[1])
+    assert got.item() == pytest.approx(want, abs=1e-12)
+
+
+def test_mixture_temperature_zero():
+    logits, p = [2.0, 1.0, 0.0], [0.25, 0.75]  # argmax is token 0
+    lm = torch.tensor([[logits, logits]], dtype=D)  # (1, 2, 3)
+    z = torch.tensor([[[math.log(p[0]), math.log(p[1])]] * 2], dtype=D, requires_grad=True)
+    y = torch.tensor([[0, 2]])  # argmax, then not
+    got = mixture_token_logps(lm, F.log_softmax(z, -1), torch.tensor([0.0, 1.0]), y)
+    sm = softmax_list(logits)
+    assert got[0, 0].item() == pytest.approx(math.log(p[0] + p[1] * sm[0]), abs=1e-12)
+    assert got[0, 1].item() == pytest.approx(math.log(p[1] * sm[2]), abs=1e-12)  # greedy part drops out
+    got.sum().backward()
+    assert torch.isfinite(z.grad).all()
+    # only component tau = 0: log 0 = -inf off the argmax (documented), log 1 = 0 on it; no NaN grads
+    z1 = torch.zeros(1, 2, 1, dtype=D, requires_grad=True)
+    only0 = mixture_token_logps(lm, F.log_softmax(z1, -1), torch.tensor([0.0]), y)
+    assert only0[0, 0].item() == 0.0 and only0[0, 1].item() == float("-inf")
+    only0[0, 0].backward()
+    assert torch.isfinite(z1.grad).all()
+
+
+def test_mixture_chunks_over_T():
+    torch.manual_seed(3)
+    lm, y = torch.randn(2, 6, 9), torch.randint(0, 9, (2, 6))
+    lp, temps = torch.randn(2, 6, 6).log_softmax(-1), torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    full = mixture_token_logps(lm, lp, temps, y)
+    parts = [mixture_token_logps(lm[:, i:i + 4], lp[:, i:i + 4], temps, y[:, i:i + 4]) for i in (0, 4)]
+    assert torch.allclose(full, torch.cat(parts, 1))
+
+
+def test_gradcheck_mixture_wrt_head():
+    torch.manual_seed(4)
+    lm = torch.randn(2, 4, 5, dtype=D)
+    y = torch.randint(0, 5, (2, 4))
+    y[0, 0] = lm[0, 0].argmax()  # make sure both argmax and non-argmax tokens appear
+    y[0, 1] = (lm[0, 1].argmax() + 1) % 5
+    temps = torch.tensor([0.0, 0.4, 1.0], dtype=D)
+    z = torch.randn(2, 4, 3, dtype=D, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z: mixture_token_logps(lm, F.log_softmax(z, -1), temps, y), (z,))
+
+
+def test_uniform_reference():
+    u = uniform_logprobs((2, 3), 6, dtype=D)
+    assert u.shape == (2, 3, 6) and torch.allclose(u.exp().sum(-1), torch.ones(2, 3, dtype=D))
+
+
+def test_lpo_marginal_loss_by_hand():
+    pc, rc = [[-1.0, -1.0]], [[-1.5, -1.5]]  # chosen: sum (pc - rc) = 1.0
+    pr, rr = [[-3.0, 0.0]], [[-2.0, 0.0]]    # rejected, second token padded: sum = -1.0
+    t = lambda x: torch.tensor(x, dtype=D)  # noqa: E731
+    loss, stats = lpo_marginal_loss(t(pc), t(pr), t(rc), t(rr), torch.tensor([[1, 1]]), torch.tensor([[1, 0]]), beta=0.5)
+    assert loss.item() == pytest.approx(-log_sigmoid(0.5 * (1.0 - (-1.0))), abs=1e-12)
+    assert stats["accuracy"] == 1.0 and stats["margin"] == pytest.approx(2.0)
+
+
+def test_gradcheck_lpo_marginal_loss_end_to_end():
+    torch.manual_seed(5)
+    B, T, V, temps = 2, 3, 6, torch.tensor([0.0, 0.5, 1.0], dtype=D)
+    lm_c, lm_r = torch.randn(B, T, V, dtype=D), torch.randn(B, T, V, dtype=D)
+    y_c, y_r = lm_c.argmax(-1), torch.randint(0, V, (B, T))  # chosen hits the greedy token
+    m_c, m_r = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool(), torch.tensor([[1, 0, 0], [1, 1, 1]]).bool()
+    ref = uniform_logprobs((B, T), 3, dtype=D)
+    zc, zr = torch.randn(B, T, 3, dtype=D, requires_grad=True), torch.randn(B, T, 3, dtype=D, requires_grad=True)
+
+    def f(zc, zr):
+        pol_c = mixture_token_logps(lm_c, F.log_softmax(zc, -1), temps, y_c)
+        pol_r = mixture_token_logps(lm_r, F.log_softmax(zr, -1), temps, y_r)
+        ref_c, ref_r = mixture_token_logps(lm_c, ref, temps, y_c), mixture_token_logps(lm_r, ref, temps, y_r)
+        return lpo_marginal_loss(pol_c, pol_r, ref_c, ref_r, m_c, m_r, beta=0.8)[0]
+    assert torch.autograd.gradcheck(f, (zc, zr))
+    pc, pr = torch.randn(B, T, dtype=D, requires_grad=True), torch.randn(B, T, dtype=D, requires_grad=True)
+    rc, rr = torch.randn(B, T, dtype=D), torch.randn(B, T, dtype=D)
+    assert torch.autograd.gradcheck(lambda a, b: lpo_marginal_loss(a, b, rc, rr, m_c, m_r, 0.3)[0], (pc, pr))
+
+
+def test_padding_does_not_change_marginal_loss_or_grads():
+    """Garbage at padded positions (huge logits, -inf, a greedy-only head on a non-argmax token)
+    gives the same loss and gradients as the unpadded sequences."""
+    torch.manual_seed(6)
+    V, temps = 8, torch.tensor([0.0, 0.5, 1.0])
+    lm = torch.randn(1, 5, V, dtype=D)
+    y = torch.randint(0, V, (1, 5))
+    lm[0, 3:] = 1e30 * torch.randn(2, V, dtype=D)  # positions 3, 4 are padding
+    y[0, 3] = (lm[0, 3].argmax() + 1) % V
+    z = torch.randn(1, 5, 3, dtype=D)
+    z[0, 3] = torch.tensor([0.0, float("-inf"), float("-inf")])  # all mass on tau = 0 -> mixture -inf
+    z[0, 4] = 1e30
+    mask = torch.tensor([[1, 1, 1, 0, 0]]).bool()
+    ref = uniform_logprobs((1, 5), 3, dtype=D)
+
+    def run(n, zz):
+        zz = zz.clone().requires_grad_(True)
+        pol = mixture_token_logps(lm[:, :n], F.log_softmax(zz, -1), temps, y[:, :n])
+        refm = mixture_token_logps(lm[:, :n], ref[:, :n], temps, y[:, :n])
+        pr, rr = torch.full((1, 1), -1.0, dtype=D), torch.zeros(1, 1, dtype=D)
+        loss, _ = lpo_marginal_loss(pol, pr, refm, rr, mask[:, :n], torch.ones(1, 1), beta=0.5)
+        loss.backward()
+        return loss, zz.grad, pol
+    loss_p, g_p, pol = run(5, z)
+    loss_u, g_u, _ = run(3, z[:, :3])
+    assert pol[0, 3].item() == float("-inf")  # the padded garbage really is -inf
+    assert torch.allclose(loss_p, loss_u, atol=1e-12)
+    assert torch.allclose(g_p[:, :3], g_u, atol=1e-12) and (g_p[:, 3:] == 0).all()

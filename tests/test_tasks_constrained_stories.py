@@ -1,0 +1,69 @@
+# Sentence splitting and the 'Ab' constraint on tricky hand-written stories.
+import pytest
+
+from tasks import constrained_stories as cs, judge, stories
+
+@pytest.mark.parametrize("text, expected", [
+    # quotes: a closing quote stays with its sentence; a lowercase dialogue tag does not start a new one
+    ('He said, "Stop." Then he left.', ['He said, "Stop."', 'Then he left.']),
+    ('"Stop!" he said. Abby ran.', ['"Stop!" he said.', 'Abby ran.']),
+    ('"Abandon ship!" Abby shouted. ‘Absolutely.’ Abe agreed.',
+     ['"Abandon ship!"', 'Abby shouted.', '‘Absolutely.’', 'Abe agreed.']),
+    # abbreviations and initials
+    ('Mr. Abbot met Dr. Able in the U.S. Army. Absolutely true.',
+     ['Mr. Abbot met Dr. Able in the U.S. Army.', 'Absolutely true.']),
+    ('Abby likes tools, e.g. hammers. J. R. Abbot agreed.', ['Abby likes tools, e.g. hammers.', 'J. R. Abbot agreed.']),
+    # ellipses: mid-sentence before a lowercase word, a boundary before a capital
+    ('Wait... what? Abel waited... Nothing happened.', ['Wait... what?', 'Abel waited...', 'Nothing happened.']),
+    ('Abel paused… Above him, birds.', ['Abel paused…', 'Above him, birds.']),
+    # ! ? runs and decimals
+    ('It cost 3.5 dollars. Abacus! Absurd?! Yes.', ['It cost 3.5 dollars.', 'Abacus!', 'Absurd?!', 'Yes.']),
+    # newlines and paragraphs always end a sentence; blank lines vanish; list numbers are not sentences
+    ('The Abbey\n\nAbove the hills lived a monk.\nAbbots came\n\n1. Abide by rules. 2. Abstain.',
+     ['The Abbey', 'Above the hills lived a monk.', 'Abbots came', '1. Abide by rules.', '2. Abstain.']),
+    ('  Abe ran.   About time!  ', ['Abe ran.', 'About time!']),
+    ('', []),
+    ('... !', []),
+])
+def test_split_sentences(text, expected):
+    assert cs.split_sentences(text) == expected
+
+def test_offsets_point_at_first_words():
+    text = '"Abandon ship!" Abby shouted.\n\n1. Abide. **Above** all, (abstain).'
+    offs = cs.sentence_start_char_offsets(text)
+    #        "Abandon    Abby     Abide    Above     abstain is inside the 'Above' sentence
+    assert offs == [1, 16, 34, 43]
+    assert [text[o:o + 3] for o in offs] == ["Aba", "Abb", "Abi", "Abo"]
+    assert cs.first_words(text) == ["Abandon", "Abby", "Abide", "Above"]
+
+@pytest.mark.parametrize("text, prefix, score", [
+    ("Abby ran. Above, birds flew. The end.", "Ab", 2 / 3),
+    # 3 sentences: '"Absolutely not!" he said.' (Ab) | 'Abel agreed... and left.' (Ab) | 'Nobody cared.'
+    ('"Absolutely not!" he said. Abel agreed... and left. Nobody cared.', "Ab", 2 / 3),
+    ("abruptly, it rained. ABOVE us, thunder. Abc.", "ab", 1.0),                       # case-insensitive
+    ("Mr. Abbot came. Dr. Able left.", "Ab", 0.0),                                  # first words are Mr, Dr
+    ("Ab.", "Ab", 1.0),
+    ("", "Ab", 0.0),
+    ("Baby ran. Cab fare.", "Ab", 0.0),                                             # must START with Ab
+    ("Tom ran. Tina sat.", "T", 1.0),
+])
+def test_constraint_score(text, prefix, score):
+    assert cs.constraint_score(text, prefix) == pytest.approx(score)
+
+def test_prompts_and_reward():
+    exs = cs.prompts("test", prefix="Ab")
+    assert {e["title"] for e in exs} == {e["title"] for e in stories.prompts("test")}
+    assert "begin each sentence with a word that starts with 'Ab'" in exs[0]["prompt"]
+    assert exs[0]["title"] in exs[0]["prompt"] and exs[0]["task"] == "constrained_stories"
+    assert "'Zo'" in cs.prompts("train", n=1, prefix="Zo")[0]["prompt"]
+    ex = exs[0]
+    judge.set_judge(None)
+    assert cs.reward(ex, "Abby ran. The end.") == 0.5            # no judge: constraint only
+    try:
+        judge.set_judge(lambda ps, rs: [0.25 for _ in rs])
+        assert cs.reward(ex, "Abby ran. The end.") == 0.75       # + quality
+        assert stories.reward(stories.prompts("train", n=1)[0], "Once...") == 0.25
+    finally:
+        judge.set_judge(None)
+    with pytest.raises(RuntimeError, match="set_judge"):
+        stories.reward(stories.prompts("train", n=1)[0], "Once...")

@@ -1,0 +1,131 @@
+# data_path (local copy, cache, atomic download, the error when nothing works), the registry,
+# and the prompts of stories / instructions.
+import io
+import os
+import urllib.request
+
+import pytest
+
+import tasks
+from tasks import data, instructions, stories
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    local, cache = tmp_path / "local", tmp_path / "cache"
+    monkeypatch.setenv("LPO_DATA_DIR", str(local))
+    monkeypatch.setenv("LPO_CACHE", str(cache))
+    def no_network(*a, **k):
+        raise OSError("no network in this test")
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    return local, cache
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+def test_local_copy_first(dirs):
+    local, cache = dirs
+    write(local / "gsm8k/test.jsonl", "local")
+    write(cache / "gsm8k/test.jsonl", "cache")
+    assert open(data.data_path("gsm8k/test.jsonl")).read() == "local"
+    other = local.parent / "other"
+    write(other / "gsm8k/test.jsonl", "explicit")
+    assert open(data.data_path("gsm8k/test.jsonl", data_dir=str(other))).read() == "explicit"
+
+def test_cache_hit(dirs):
+    _, cache = dirs
+    write(cache / "wikitext-2/test.txt", "cached")
+    assert data.data_path("wikitext-2/test.txt") == str(cache / "wikitext-2/test.txt")
+
+class FakeResponse(io.BytesIO):
+    """What urlopen returns; on every read it checks that the target is written through a .part file."""
+    def __init__(self, payload, target, fail_after=None):
+        super().__init__(payload)
+        self.target, self.fail_after, self.reads = target, fail_after, 0
+    def read(self, size=-1):
+        assert not os.path.exists(self.target), "the final path must appear only when complete"
+        self.reads += 1
+        if self.fail_after is not None and self.reads > self.fail_after:
+            raise ConnectionResetError("connection dropped")
+        return super().read(min(size, 4))  # small chunks: several reads
+
+def test_download_atomic(dirs, monkeypatch):
+    _, cache = dirs
+    target = cache / "gsm8k/train.jsonl"
+    payload = b'{"question": "q", "answer": "#### 1"}\n'
+    urls = []
+    def fake_urlopen(url, timeout=None):
+        urls.append(url)
+        return FakeResponse(payload, str(target))
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    path = data.data_path("gsm8k/train.jsonl")
+    assert path == str(target) and target.read_bytes() == payload
+    assert urls == [data.URLS["gsm8k/train.jsonl"]]
+    assert urls[0].startswith("https://raw.githubusercontent.com/openai/grade-school-math/")
+    assert [p.name for p in target.parent.iterdir()] == ["train.jsonl"]  # no .part left behind
+    assert data.data_path("gsm8k/train.jsonl") == path and len(urls) == 1  # now a cache hit
+
+def test_interrupted_download_leaves_nothing(dirs, monkeypatch):
+    _, cache = dirs
+    target = cache / "wikitext-2/valid.txt"
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: FakeResponse(b"x" * 100, str(target), fail_after=2))
+    with pytest.raises(FileNotFoundError, match="connection dropped"):
+        data.data_path("wikitext-2/valid.txt")
+    assert not target.exists() and list(target.parent.iterdir()) == []
+
+def test_clear_error_when_nothing_works(dirs):
+    local, cache = dirs
+    with pytest.raises(FileNotFoundError) as e:
+        data.data_path("gsm8k/test.jsonl")
+    msg = str(e.value)
+    assert data.URLS["gsm8k/test.jsonl"] in msg                      # what, from where
+    assert str(cache / "gsm8k/test.jsonl") in msg                     # where to put it
+    assert "LPO_DATA_DIR" in msg and "no network in this test" in msg and str(local) in msg
+    # AlpacaEval has no raw URL: say how to get it instead
+    with pytest.raises(FileNotFoundError) as e:
+        data.data_path("alpaca_eval/instructions.jsonl")
+    assert "tatsu-lab/alpaca_eval" in str(e.value) and "instruction" in str(e.value)
+
+def test_helpers():
+    assert data.subsample([1, 2, 3]) == [1, 2, 3]
+    assert data.subsample(range(10), 3, seed=4) == data.subsample(range(10), 3, seed=4)
+    assert sorted(data.subsample(range(10), 30)) == list(range(10))
+    frac = sum(data.is_test(f"item {i}") for i in range(5000)) / 5000
+    assert 0.18 < frac < 0.22
+
+def test_registry():
+    assert set(tasks.TASKS) == {"arithmetic", "gsm8k", "gsm8k_vote", "stories", "instructions",
+                                "repetition", "constrained_stories"}
+    assert tasks.get_task("gsm8k") is tasks.gsm8k
+    with pytest.raises(ValueError, match="valid tasks: arithmetic, constrained_stories, gsm8k"):
+        tasks.get_task("gsm8", )
+    for name, t in tasks.TASKS.items():  # the uniform interface
+        assert t.NAME == name and isinstance(t.CHAT, bool) and callable(t.prompts) and callable(t.reward)
+    ex = tasks.prompts("arithmetic", "test", n=2)
+    assert len(ex) == 2 and tasks.reward(ex[0], f"The answer is {ex[0]['gold']}") == 1.0
+
+def test_stories():
+    assert len(stories.TITLES) >= 200 and len(set(stories.TITLES)) == len(stories.TITLES)
+    train, test = stories.prompts("train"), stories.prompts("test")
+    assert len(train) + len(test) == len(stories.TITLES) and len(test) > 20
+    assert not {e["title"] for e in train} & {e["title"] for e in test}
+    assert test == stories.prompts("test")  # deterministic
+    assert test[0]["prompt"] == "Write a short story with the title: " + test[0]["title"]
+
+def test_instructions_ultrafeedback_local(tmp_path, monkeypatch):
+    f = tmp_path / "uf.jsonl"
+    f.write_text("".join(f'{{"prompt": "Explain topic number {i}."}}\n' for i in range(100))
+                 + '{"instruction": "Explain topic number 0."}\n\n')  # a duplicate and a blank line
+    monkeypatch.setenv("LPO_ULTRAFEEDBACK", str(f))
+    train, test = instructions.prompts("train"), instructions.prompts("test")
+    assert len(train) + len(test) == 100 and test and not {e["prompt"] for e in train} & {e["prompt"] for e in test}
+    assert train[0]["source"] == "ultrafeedback"
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(os.environ.get("LPO_DATA_DIR", ""), "alpaca_eval", "instructions.jsonl")),
+                    reason="set LPO_DATA_DIR to a copy of the data (alpaca_eval/instructions.jsonl)")
+def test_instructions_alpaca_eval(monkeypatch):
+    monkeypatch.delenv("LPO_ULTRAFEEDBACK", raising=False)
+    train, test = instructions.prompts("train"), instructions.prompts("test")
+    assert len(train) + len(test) == 805 and 120 < len(test) < 200
+    assert train[0]["source"] == "alpaca_eval" and train[0]["dataset"] == "helpful_base"
+    assert not {e["prompt"] for e in train} & {e["prompt"] for e in test}
