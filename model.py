@@ -255,7 +255,15 @@ class Transformer(nn.Module):
         if cfg.tie_embeddings:  # assign=True replaced the shared parameter: tie it again
             model.lm_head.weight = model.tok_emb.weight
         model.inv_freq = rope_frequencies(cfg) if cfg.arch == "llama" else None
-        return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        if torch.device(device).type == "cpu":
+            # Same values, other memory layout: each weight (out, in) kept as the transpose of a
+            # contiguous (in, out) matrix, so that F.linear runs as x @ W_in_out. On the CPU,
+            # torch's matrix-vector product streams that layout ~1.5x faster (bench.py, batch 1)
+            for lin in model.modules():
+                if isinstance(lin, nn.Linear):
+                    lin.weight.data = lin.weight.data.t().contiguous().t()
+        return model
 
 
 def config_from_hf(hf, where):

@@ -49,9 +49,11 @@ def sample_next(logits, temperature, top_p=None, min_p=None, generator=None):
         sorted_p, order = probs.sort(dim=-1, descending=True)
         drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # the mass before this token already reaches p
         probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-    # a draw from probs without a host sync: argmax of probs / Exponential(1) noise
-    noise = torch.empty_like(probs).exponential_(1, generator=generator)
-    sampled = (probs / noise).argmax(dim=-1)
+    # inverse-CDF sampling: one uniform number per row (torch.multinomial draws far more random
+    # numbers and was 8x slower at batch 32 on the CPU), and no host sync on a GPU
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator) * cdf[:, -1:]
+    sampled = torch.searchsorted(cdf, u)[:, 0].clamp(max=logits.shape[-1] - 1)
     return torch.where(temperature == 0, greedy, sampled)
 
 
@@ -98,7 +100,10 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
             choices[:, step] = k
         if keep_hidden and (head is None or head.level == "token" or step == 0):
             hidden.append(h)
-        tok = sample_next(logits[:, -1], temp, top_p, min_p, gen)
+        if head is None and not torch.is_tensor(temperature) and temperature == 0:
+            tok = logits[:, -1].argmax(dim=-1)  # greedy: no softmax needed
+        else:
+            tok = sample_next(logits[:, -1], temp, top_p, min_p, gen)
         tok = tok.masked_fill(done, pad_id)
         out[:, step] = tok
         done |= torch.isin(tok, stop)
