@@ -32,7 +32,9 @@ from model import KVCache, Transformer
 class Generation:
     tokens: list            # per row, the new token ids (the end-of-turn token not included)
     choices: list | None    # adaptive: per row, the index of the temperature chosen at each step
-    hidden: torch.Tensor | None  # keep_hidden: (B, steps, d) the states each choice was made from
+    hidden: torch.Tensor | None  # keep_hidden: (B, steps, d) the final hidden state before each new
+                                 # token: what the head chose from (step 0 alone at sequence level),
+                                 # and what the LM head reads (logits = model.lm_head(hidden))
     temperatures: torch.Tensor | None  # adaptive: the head's (K,) temperature set
 
 
@@ -98,7 +100,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
             temp = head.temperatures[k]
         if head is not None:
             choices[:, step] = k
-        if keep_hidden and (head is None or head.level == "token" or step == 0):
+        if keep_hidden:
             hidden.append(h)
         if head is None and not torch.is_tensor(temperature) and temperature == 0:
             tok = logits[:, -1].argmax(dim=-1)  # greedy: no softmax needed

@@ -9,6 +9,8 @@ Every task module has the same small interface:
                                           'id', 'task' (= NAME) and 'prompt', plus task fields
                                           ('gold', 'title', 'prefix', ...). n=None: all, in a fixed order;
                                           else a seeded sample of n.
+    group_reward(example, responses)     optional: rewards for the N samples of one prompt, when a
+                                          response is scored relative to the others (synthetic)
     reward(example, response) -> float    higher is better. gsm8k/arithmetic: 1/0 correctness;
                                           repetition: -repeated 3-gram fraction; constrained_stories:
                                           constraint fraction (+ judge); stories/instructions: the
@@ -16,9 +18,10 @@ Every task module has the same small interface:
 Data files are found (or downloaded) by tasks.data.data_path; set LPO_DATA_DIR to a local copy.
 Helpers: tasks.stats (bootstrap win rates), tasks.gsm8k (answer extraction, majority voting).
 """
-from tasks import arithmetic, constrained_stories, gsm8k, gsm8k_vote, instructions, repetition, stories
+from tasks import arithmetic, constrained_stories, gsm8k, gsm8k_vote, instructions, repetition, stories, synthetic
 
-TASKS = {m.NAME: m for m in (arithmetic, gsm8k, gsm8k_vote, stories, instructions, repetition, constrained_stories)}
+TASKS = {m.NAME: m for m in (synthetic, arithmetic, gsm8k, gsm8k_vote, stories, instructions, repetition,
+                               constrained_stories)}
 MIXES = {"ultramathstories": ["instructions", "gsm8k", "stories"]}  # the paper's experiment 2
 
 def get_task(name):
