@@ -7,6 +7,8 @@ number of new tokens (end-of-turn ignored so every run decodes the same amount).
     python bench.py --batch 1 8 --new_tokens 32 --repeats 5
     python bench.py --shape llama3-8b --device cuda --dtype bfloat16 --batch 1 --no_hf
         # random weights of a real shape: decode tokens/s and the fraction of memory bandwidth
+    python bench.py --adaptive --batch 32 --no_hf
+        # the cost of token-level adaptive decoding against fixed-temperature sampling
 
 Timings are medians over --repeats runs, the two implementations alternating so that the
 machine's drift hits both alike.
@@ -73,6 +75,8 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--no_hf", action="store_true", help="skip the transformers comparison")
+    p.add_argument("--adaptive", action="store_true", help="also time token-level adaptive decoding "
+                   "(a head choosing among 6 temperatures before every token) against sampling at 0.7")
     args = p.parse_args()
     dtype = getattr(torch, args.dtype)
 
@@ -121,6 +125,19 @@ def main():
             hf_tps = n / statistics.median(t_hf)
             line += f" | transformers {hf_tps:8.1f} tok/s | ratio {ours_tps / hf_tps:.2f}x | same tokens: {same}"
         print(line, flush=True)
+        if args.adaptive:
+            from adaptive_head import AdaptiveDecoder
+            head = AdaptiveDecoder(model.config.d_model, level="token").to(args.device)
+            torch.nn.init.normal_(head.mlp[-1].weight, std=0.1)  # not uniform: a real choice per token
+            fixed = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.7, seed=0)
+            adaptive = lambda: generate(model, prompts.tolist(), args.new_tokens, head=head, seed=0)
+            t_fixed, t_ad = [], []
+            for _ in range(args.repeats):
+                t_fixed.append(timed(fixed, args.device))
+                t_ad.append(timed(adaptive, args.device))
+            f_tps, a_tps = n / statistics.median(t_fixed), n / statistics.median(t_ad)
+            print(f"batch {B:3d}: fixed temperature 0.7 {f_tps:8.1f} tok/s | adaptive (token level) "
+                  f"{a_tps:8.1f} tok/s | cost {100 * (1 - a_tps / f_tps):.1f}%", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ One transformer for two families of open weights, in the spirit of nanoGPT.
 
 The forward pass returns logits and, on request, the final hidden states (after the final
 norm: the vectors the LM head reads, which the temperature head of adaptive_head.py reads too).
+A reward model (Hugging Face's LlamaForSequenceClassification, e.g. Skywork-Reward) is the same
+network with a small head: `lm_head` maps to n_labels scores instead of the vocabulary, and the
+reward is the score at the last token (tasks/judge.py's RewardModel).
 A static KV cache (KVCache) makes decoding one token at a time cheap; a batch of prompts of
 different lengths is left-padded, and `pad` (number of pad tokens per row) keeps the pads out
 of attention and out of the position count.
@@ -42,6 +45,8 @@ class Config:
     rope_theta: float = 10000.0
     rope_scaling: dict | None = None   # {"rope_type": "llama3", "factor": ..., ...} or None
     tie_embeddings: bool = True
+    n_labels: int = 0              # 0: a language model; > 0: a classifier/reward model whose head
+                                   # gives n_labels scores per position (HF's "score.weight")
     name: str = ""                 # where the weights came from (recorded by head checkpoints)
 
 
@@ -178,7 +183,7 @@ class Transformer(nn.Module):
             self.pos_emb = nn.Embedding(cfg.max_seq_len, cfg.d_model)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = make_norm(cfg)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.n_labels or cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
         # RoPE frequencies stay in float32 whatever the model's dtype (a plain attribute, not a
@@ -189,8 +194,8 @@ class Transformer(nn.Module):
         """idx: (B, T) token ids. cache: a KVCache; the T tokens are appended after its cache.pos
         positions and attend to all of them. pad: (B,) long, left-pad tokens per row, or None.
         last_only: compute logits for the last position only (what generation needs).
-        Returns logits (B, T or 1, V) in float32, and with return_hidden the final hidden states
-        (B, T or 1, d_model) after the final norm."""
+        Returns logits (B, T or 1, V) in float32 (V = n_labels for a reward model), and with
+        return_hidden the final hidden states (B, T or 1, d_model) after the final norm."""
         cfg, (B, T) = self.config, idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > cfg.max_seq_len:
@@ -267,7 +272,15 @@ class Transformer(nn.Module):
 
 
 def config_from_hf(hf, where):
-    arch = hf.get("model_type")
+    arch, heads = hf.get("model_type"), hf.get("architectures") or []
+    n_labels = 0
+    if heads == ["LlamaForSequenceClassification"]:  # a reward model: HF's default is 2 labels
+        n_labels = hf.get("num_labels") or len(hf.get("id2label") or {}) or 2
+    elif heads and not heads[0].endswith(("ForCausalLM", "LMHeadModel")):
+        raise WeightFileError(f"{where}: architecture {heads[0]!r} is not supported; supported are language "
+                              "models (GPT2LMHeadModel, LlamaForCausalLM) and reward models of the form "
+                              "LlamaForSequenceClassification (e.g. Skywork-Reward-Llama-3.1-8B-v0.2, "
+                              "Skywork-Reward-V2-Llama-3.2-1B), not custom heads such as ArmoRM's gating")
     if arch == "gpt2":
         d = hf["n_embd"]
         return Config(arch="gpt2", vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
@@ -288,7 +301,8 @@ def config_from_hf(hf, where):
                       norm_eps=hf.get("rms_norm_eps", 1e-6),
                       rope_theta=hf.get("rope_theta") or rope.get("rope_theta", 10000.0),
                       rope_scaling=rope if rope.get("rope_type", rope.get("type", "default")) != "default" else None,
-                      tie_embeddings=hf.get("tie_word_embeddings", False))
+                      tie_embeddings=hf.get("tie_word_embeddings", False) and not n_labels,
+                      n_labels=n_labels)
     raise WeightFileError(f"{where}: unknown architecture model_type={arch!r}; supported are "
                           "'gpt2' and 'llama' (Llama 2/3/3.1/3.2, SmolLM2, TinyLlama, ...)")
 
@@ -323,7 +337,8 @@ def state_dict_from_hf(t, cfg, where):
                 sd[q + "mlp.w_in.weight"] = torch.cat([t[m + "gate_proj.weight"], t[m + "up_proj.weight"]])
                 sd[q + "mlp.w_out.weight"] = t[m + "down_proj.weight"]
             sd["norm.weight"] = t["norm.weight"]
-            sd["lm_head.weight"] = sd["tok_emb.weight"] if cfg.tie_embeddings else t["lm_head.weight"]
+            head = "score.weight" if cfg.n_labels else "lm_head.weight"
+            sd["lm_head.weight"] = sd["tok_emb.weight"] if cfg.tie_embeddings else t[head]
     except KeyError as e:
         raise WeightFileError(f"{where}: tensor {e.args[0]!r} missing from the checkpoint; "
                               f"is it a complete {cfg.arch} checkpoint?") from None

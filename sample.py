@@ -59,12 +59,13 @@ def sample_next(logits, temperature, top_p=None, min_p=None, generator=None):
     return torch.where(temperature == 0, greedy, sampled)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the hidden states it returns may feed a trained head
 def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample",
-             top_p=None, min_p=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0):
+             top_p=None, min_p=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0, use_cache=True):
     """prompts: list of B lists of token ids. temperature: a float, or a (B,) tensor of per-row
     temperatures (ignored when head is given). head: an AdaptiveDecoder; selection "greedy" takes
-    the argmax of P(tau | h), "sample" draws from it. Returns a Generation."""
+    the argmax of P(tau | h), "sample" draws from it. use_cache=False recomputes the whole
+    sequence at every step (slow: the reference the KV cache must agree with). Returns a Generation."""
     device = model.lm_head.weight.device
     B, L = len(prompts), max(len(p) for p in prompts)
     if min(len(p) for p in prompts) == 0:
@@ -82,7 +83,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
     if head is None:
         temp = torch.as_tensor(temperature, dtype=torch.float32, device=device).expand(B)
 
-    cache = KVCache(model.config, B, L + max_new_tokens, device, model.lm_head.weight.dtype)
+    cache = KVCache(model.config, B, L + max_new_tokens, device, model.lm_head.weight.dtype) if use_cache else None
     logits, h = model(idx, cache=cache, pad=pad, last_only=True, return_hidden=True)  # prefill
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
@@ -111,7 +112,11 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
         done |= torch.isin(tok, stop)
         if step + 1 == max_new_tokens or (step % check_every == 0 and done.all()):
             break
-        logits, h = model(tok[:, None], cache=cache, pad=pad, last_only=True, return_hidden=True)
+        if use_cache:  # only the new token goes through the model
+            logits, h = model(tok[:, None], cache=cache, pad=pad, last_only=True, return_hidden=True)
+        else:
+            idx = torch.cat([idx, tok[:, None]], dim=1)
+            logits, h = model(idx, pad=pad, last_only=True, return_hidden=True)
 
     # cut each row at its first stop token
     out, choices = out[:, :step + 1].tolist(), choices[:, :step + 1].tolist()

@@ -65,6 +65,11 @@ args = p.parse_args()
 # -----------------------------------------------------------------------------
 # set-up: the frozen LM, its tokenizer, the task, the head (or the last one saved)
 
+try:  # the task first: a bad --task is reported before minutes of model loading
+    train_examples = tasks.prompts(args.task, "train")
+    test_examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
+except (ValueError, FileNotFoundError) as e:
+    sys.exit(f"error: {e}")
 out = Path(args.out_dir)
 (out / "samples").mkdir(parents=True, exist_ok=True)
 config = {k: v for k, v in vars(args).items() if k not in ("rounds", "device", "dtype")}
@@ -80,8 +85,6 @@ torch.manual_seed(args.seed)
 dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
 model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
 tok = Tokenizer.from_pretrained(args.model)
-train_examples = tasks.prompts(args.task, "train")  # raises a clear error for a bad --task
-test_examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
 temperatures = [float(t) for t in args.temperatures.split(",")]
 
 
@@ -245,25 +248,30 @@ init_head = AdaptiveDecoder.load(head_path(0), map_location=args.device)
 test_pairs = make_pairs(collect("test", test_examples, init_head, "sample"))
 print(f"held-out: {len(test_pairs)} pairs from {len(test_examples)} prompts")
 
-for r in range(start_round, args.rounds):
+all_pairs = []
+for r in range(args.rounds):
     t0 = time.time()
     rng = random.Random(args.seed * 1000 + r)
     examples = rng.sample(train_examples, min(args.prompts_per_round, len(train_examples)))
-    samples = collect(f"round{r + 1}", examples, head, "sample")
+    samples = collect(f"round{r + 1}", examples, head, "sample")  # a finished round's: read back
     pairs = make_pairs(samples)
+    # each round trains on every pair so far: once the head is good, a round alone gives few
+    # pairs (most prompts' responses tie), too few to train on without overfitting
+    all_pairs += pairs
+    if r < start_round:  # a round finished before a restart: its pairs are all we need
+        continue
     mean_reward = sum(s["reward"] for s in samples) / len(samples)
-    print(f"round {r + 1}: {len(samples)} samples, mean reward {mean_reward:.3f}, {len(pairs)} pairs")
-    if not pairs:
-        print("  no pairs (every prompt's responses tie): nothing to learn from this round")
+    print(f"round {r + 1}: {len(samples)} samples, mean reward {mean_reward:.3f}, {len(pairs)} new pairs, "
+          f"{len(all_pairs)} in all")
     ref_head = AdaptiveDecoder.load(head_path(r), map_location=args.device)  # frozen P_ref for loss (c)
     head.train()
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)
-    steps = args.epochs * math.ceil(len(pairs) / args.train_batch_size)
+    steps = args.epochs * math.ceil(len(all_pairs) / args.train_batch_size)
     prog, step = Progress("train", steps, "steps"), 0
     for epoch in range(args.epochs):
-        rng.shuffle(pairs)
-        for i in range(0, len(pairs), args.train_batch_size):
-            loss = pair_loss(head, ref_head, pairs[i:i + args.train_batch_size])
+        rng.shuffle(all_pairs)
+        for i in range(0, len(all_pairs), args.train_batch_size):
+            loss = pair_loss(head, ref_head, all_pairs[i:i + args.train_batch_size])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -273,7 +281,7 @@ for r in range(start_round, args.rounds):
     save_head(head, head_path(r + 1), round=r + 1, task=args.task, loss=args.loss)
     save_head(head, out / "head.pt", round=r + 1, task=args.task, loss=args.loss)
     print(f"round {r + 1} done in {time.time() - t0:.0f}s: preference accuracy train "
-          f"{preference_accuracy(head, pairs):.3f}, held-out {preference_accuracy(head, test_pairs):.3f} "
+          f"{preference_accuracy(head, all_pairs):.3f}, held-out {preference_accuracy(head, test_pairs):.3f} "
           f"(initial head {preference_accuracy(init_head, test_pairs):.3f}); saved {out / 'head.pt'}", flush=True)
 
 # -----------------------------------------------------------------------------
@@ -281,17 +289,17 @@ for r in range(start_round, args.rounds):
 
 final = collect(f"final_round{args.rounds}", test_examples, head, "greedy")
 by_kind = {}
-for s in final:
-    taus = [temperatures[k] for k in s["choices"]]
-    ex = next(e for e in test_examples if e["id"] == s["id"])
+for ex in test_examples:
+    group = [s for s in final if s["id"] == ex["id"]]
+    taus = [temperatures[k] for s in group for k in s["choices"]]
     task = tasks.get_task(ex["task"])
-    d = by_kind.setdefault(s["kind"], {"reward": [], "tau": [], "better": []})
-    d["reward"].append(s["reward"])
+    d = by_kind.setdefault(group[0]["kind"], {"reward": [], "tau": [], "better": []})
+    d["reward"].append(sum(s["reward"] for s in group) / len(group))
     d["tau"].append(sum(taus) / len(taus))
     if hasattr(task, "better_temperature"):
-        d["better"].append(task.better_temperature(ex, sum(taus) / len(taus)))
-print(f"\nheld-out, head with greedy temperature selection ({args.level} level):")
-print("| kind | prompts x samples | mean reward | mean temperature | picks the better temperature |")
+        d["better"].append(task.better_temperature(ex, d["tau"][-1]))
+print(f"\nheld-out, head with greedy temperature selection ({args.level} level), {args.n_samples} samples a prompt:")
+print("| kind | prompts | mean reward | mean temperature | picks the better temperature |")
 print("|---|---|---|---|---|")
 summary = {}
 for kind, d in sorted(by_kind.items()):

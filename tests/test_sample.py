@@ -1,0 +1,132 @@
+"""sample.py: fixed-temperature and adaptive generation on a tiny real-format checkpoint."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from adaptive_head import AdaptiveDecoder
+from model import Transformer
+from sample import generate, sample_next, temperature_html
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Transformer.from_pretrained(FIXTURES / "llama3_untied")
+
+
+def prompts(n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (int(k),), generator=g).tolist() for k in torch.randint(1, 12, (n,), generator=g)]
+
+
+def random_head(d, level, seed=0):
+    """A head whose choice depends on the hidden state (the zero-initialised last layer of a fresh
+    head would make it uniform)."""
+    torch.manual_seed(seed)
+    head = AdaptiveDecoder(d, level=level)
+    torch.nn.init.normal_(head.mlp[-1].weight, std=1.0)
+    return head.eval()
+
+
+def test_temperature_zero_rows_are_greedy(model):
+    ps = prompts(6)
+    greedy = generate(model, ps, 10, temperature=0.0).tokens
+    temps = torch.tensor([0.0, 1.0, 0.0, 0.7, 0.0, 1.0])
+    mixed = generate(model, ps, 10, temperature=temps, seed=0).tokens
+    for i in (0, 2, 4):
+        assert mixed[i] == greedy[i]
+    assert any(mixed[i] != greedy[i] for i in (1, 3, 5))  # the hot rows really sample
+
+
+def freqs(draws, V):
+    return torch.bincount(draws, minlength=V).float() / len(draws)
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5])
+def test_sampling_follows_softmax_at_temperature(tau):
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0, 0.3])
+    n = 200_000
+    draws = sample_next(logits.expand(n, -1), torch.full((n,), tau), generator=torch.Generator().manual_seed(0))
+    f = freqs(draws, 8)
+    assert (f - torch.softmax(logits / tau, -1)).abs().max() < 0.005
+    # a sampler at the wrong temperature would fail the same check
+    for wrong in (tau * 0.85, tau * 1.15):
+        assert (f - torch.softmax(logits / wrong, -1)).abs().max() > 0.01
+
+
+def test_model_next_token_distribution(model):
+    # one new token for many copies of a prompt: its frequencies follow softmax(logits)
+    p = prompts(1, seed=3)[0]
+    logits = model(torch.tensor([p]))[0, -1]
+    n = 20_000
+    out = generate(model, [p] * n, 1, temperature=1.0, seed=1).tokens
+    f = freqs(torch.tensor([t[0] for t in out]), 256)
+    probs = torch.softmax(logits, -1)
+    top = probs.topk(5).indices  # the likely tokens, where the counts are precise
+    assert (f[top] - probs[top]).abs().max() < 0.015
+    assert (f[top] - torch.softmax(logits / 0.7, -1)[top]).abs().max() > 0.03
+
+
+def test_top_p_and_min_p():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    n = 50_000
+    g = torch.Generator().manual_seed(0)
+    f = freqs(sample_next(logits.expand(n, -1), torch.ones(n), top_p=0.7, generator=g), 4)
+    assert f[2:].sum() == 0 and abs(f[0] - 0.5 / 0.8) < 0.01       # keeps {0.5, 0.3}
+    f = freqs(sample_next(logits.expand(n, -1), torch.ones(n), min_p=0.25, generator=g), 4)
+    assert f[3] == 0 and abs(f[2] - 0.15 / 0.95) < 0.01             # drops p < 0.125
+
+
+def test_sequence_level_one_temperature_per_row(model):
+    head = random_head(model.config.d_model, "sequence")
+    g = generate(model, prompts(8), 12, head=head, seed=0, keep_hidden=True)
+    for row, ks in zip(g.tokens, g.choices):
+        assert len(set(ks)) == 1 and len(ks) == len(row)
+    assert len({ks[0] for ks in g.choices}) > 1  # different rows, different temperatures
+    # the choice is the head's on the last prompt token's hidden state (greedy selection)
+    g = generate(model, prompts(8), 12, head=head, selection="greedy", keep_hidden=True)
+    assert [ks[0] for ks in g.choices] == head.log_probs(g.hidden[:, 0]).argmax(-1).tolist()
+
+
+def test_token_level_one_temperature_per_token(model):
+    head = random_head(model.config.d_model, "token")
+    g = generate(model, prompts(8), 16, head=head, selection="greedy", keep_hidden=True)
+    assert any(len(set(ks)) > 1 for ks in g.choices)  # the temperature changes within a response
+    want = head.log_probs(g.hidden).argmax(-1)          # (B, steps): one choice per generated token
+    for i, ks in enumerate(g.choices):
+        assert ks == want[i, :len(ks)].tolist()
+    # temperature-0 steps took the argmax of the LM's logits
+    logits = model.lm_head(g.hidden)
+    for i, (row, ks) in enumerate(zip(g.tokens, g.choices)):
+        for t, (tok, k) in enumerate(zip(row, ks)):
+            if head.temperatures[k] == 0:
+                assert tok == logits[i, t].argmax().item()
+
+
+@pytest.mark.parametrize("level", [None, "sequence", "token"])
+def test_same_with_and_without_kv_cache(model, level):
+    head = random_head(model.config.d_model, level) if level else None
+    temps = torch.tensor([0.0, 1.0, 0.6, 1.0, 0.3])
+    a = generate(model, prompts(5, seed=7), 14, temperature=temps, head=head, seed=11)
+    b = generate(model, prompts(5, seed=7), 14, temperature=temps, head=head, seed=11, use_cache=False)
+    assert a.tokens == b.tokens and a.choices == b.choices
+
+
+def test_stops_at_stop_token(model):
+    ps = prompts(4)
+    full = generate(model, ps, 12, temperature=0.0).tokens
+    stop = full[0][3]
+    cut = generate(model, ps, 12, temperature=0.0, stop_ids=[stop]).tokens
+    for f, c in zip(full, cut):
+        n = f.index(stop) if stop in f else len(f)
+        assert c == f[:n]
+
+
+def test_temperature_html():
+    class Tok:
+        def decode(self, ids):
+            return "".join(chr(97 + i) for i in ids) + "<"
+    page = temperature_html(Tok(), [0, 1], [0, 5], torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]), "t")
+    assert page.startswith("<!doctype html>") and "a&lt;" in page and 'title="temperature 1"' in page

