@@ -61,10 +61,12 @@ def sample_next(logits, temperature, top_p=None, min_p=None, generator=None):
 
 @torch.no_grad()  # not inference_mode: the hidden states it returns may feed a trained head
 def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample",
-             top_p=None, min_p=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0, use_cache=True):
+             top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0, use_cache=True):
     """prompts: list of B lists of token ids. temperature: a float, or a (B,) tensor of per-row
     temperatures (ignored when head is given). head: an AdaptiveDecoder; selection "greedy" takes
-    the argmax of P(tau | h), "sample" draws from it. use_cache=False recomputes the whole
+    the argmax of P(tau | h), "sample" draws from it. edt=(T0, N, theta): entropy-based dynamic
+    temperature (Zhang et al. 2024), a baseline: at every step tau = T0 * N^(theta / H), H the
+    entropy of the next-token distribution. use_cache=False recomputes the whole
     sequence at every step (slow: the reference the KV cache must agree with). Returns a Generation."""
     device = model.lm_head.weight.device
     B, L = len(prompts), max(len(p) for p in prompts)
@@ -103,7 +105,12 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
             choices[:, step] = k
         if keep_hidden:
             hidden.append(h)
-        if head is None and not torch.is_tensor(temperature) and temperature == 0:
+        if edt is not None:  # confident steps (low entropy) get a low temperature
+            T0, N, theta = edt
+            logp = torch.log_softmax(logits[:, -1], dim=-1)
+            entropy = -(logp.exp() * logp).sum(dim=-1).clamp(min=1e-6)
+            temp = T0 * N ** (theta / entropy)
+        if head is None and edt is None and not torch.is_tensor(temperature) and temperature == 0:
             tok = logits[:, -1].argmax(dim=-1)  # greedy: no softmax needed
         else:
             tok = sample_next(logits[:, -1], temp, top_p, min_p, gen)

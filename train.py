@@ -2,8 +2,10 @@
 Online Latent Preference Optimization (PAPER.md section 2): train the AdaptiveDecoder head on
 top of a frozen LM from preferences between the LM's own samples.
 
-    python train.py --task synthetic --level sequence          # a task whose answer is known
-    python train.py --task synthetic --level token --loss lpo_marginal
+    python train.py        # the default experiment: SmolLM2, the UltraMathStories mixture with
+                           # arithmetic problems in place of GSM8K, the offline judge, AD_seq
+    python train.py --task synthetic --level sequence --n_samples 6 --prompts_per_round 64 \
+        --test_prompts 48 --max_new_tokens 24 --compare 0     # a task whose answer is known
 
 For each round:
   1. collect: N responses per training prompt, generated with the current head (temperatures
@@ -37,20 +39,20 @@ import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
 from lpo import choice_logps, lpo_loss, lpo_marginal_loss, mixture_token_logps, nll_loss
 from model import Transformer
-from sample import generate
+from evaluate import evaluate, respond, set_judge, subtask
 from tokenizer import Tokenizer
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--model", default="smollm2", help="smollm2, a .gguf file, a model directory or a hub id")
-p.add_argument("--task", default="synthetic", help=f"one of {', '.join(tasks.TASKS)} or a mix: {', '.join(tasks.MIXES)}")
+p.add_argument("--task", default="ultramathstories_arithmetic", help=f"one of {', '.join(tasks.TASKS)} or a mix: {', '.join(tasks.MIXES)}")
 p.add_argument("--level", default="sequence", choices=["sequence", "token"])
 p.add_argument("--loss", default="lpo", choices=["lpo", "lpo_marginal", "nll"])
 p.add_argument("--temperatures", default=",".join(str(t) for t in DEFAULT_TEMPERATURES))
-p.add_argument("--n_samples", type=int, default=6, help="N responses per prompt")
-p.add_argument("--prompts_per_round", type=int, default=64)
-p.add_argument("--test_prompts", type=int, default=48, help="held-out prompts")
+p.add_argument("--n_samples", type=int, default=4, help="N responses per prompt")
+p.add_argument("--prompts_per_round", type=int, default=48, help="training prompts a round (split evenly over a mix's tasks)")
+p.add_argument("--test_prompts", type=int, default=16, help="held-out prompts (per task of a mix)")
 p.add_argument("--rounds", type=int, default=3)
-p.add_argument("--max_new_tokens", type=int, default=24)
+p.add_argument("--max_new_tokens", type=int, default=80)
 p.add_argument("--beta", type=float, default=1.0)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--epochs", type=int, default=20)
@@ -58,8 +60,12 @@ p.add_argument("--batch_size", type=int, default=48, help="rows per generation b
 p.add_argument("--train_batch_size", type=int, default=32, help="pairs per optimizer step")
 p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="the LM's (default: bf16 on CUDA)")
+p.add_argument("--judge", default="offline", help="for judged tasks: 'offline' (the LM itself rates "
+               "responses, see tasks/judge.py) or a reward model (directory or hub id)")
+p.add_argument("--compare", type=int, default=1, help="1: evaluate against every fixed temperature, "
+               "min-p and EDT at the end; 0: the head alone")
 p.add_argument("--seed", type=int, default=0)
-p.add_argument("--out_dir", default="out/synthetic")
+p.add_argument("--out_dir", default=None, help="default: out/<task>_<level>")
 args = p.parse_args()
 
 # -----------------------------------------------------------------------------
@@ -70,9 +76,9 @@ try:  # the task first: a bad --task is reported before minutes of model loading
     test_examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
 except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
-out = Path(args.out_dir)
+out = Path(args.out_dir or f"out/{args.task}_{args.level}")
 (out / "samples").mkdir(parents=True, exist_ok=True)
-config = {k: v for k, v in vars(args).items() if k not in ("rounds", "device", "dtype")}
+config = {k: v for k, v in vars(args).items() if k not in ("rounds", "device", "dtype", "compare")}
 if (out / "config.json").exists():
     old = json.loads((out / "config.json").read_text())
     changed = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
@@ -85,6 +91,7 @@ torch.manual_seed(args.seed)
 dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
 model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
 tok = Tokenizer.from_pretrained(args.model)
+set_judge(args.judge, model, tok, args.device)  # used by the judged tasks only
 temperatures = [float(t) for t in args.temperatures.split(",")]
 
 
@@ -128,15 +135,6 @@ class Progress:
             self.last = now
 
 
-def rewards_for(ex, responses):
-    task = tasks.get_task(ex["task"])
-    scores = task.group_reward(ex, responses) if hasattr(task, "group_reward") else [task.reward(ex, r) for r in responses]
-    for s in scores:
-        if not math.isfinite(s):
-            raise ValueError(f"task {ex['task']} returned reward {s} for prompt {ex['id']}; rewards must be finite numbers")
-    return scores
-
-
 def collect(name, examples, head, selection):
     """N samples per prompt with the given head; one file per batch of whole prompt groups, so
     that a killed run loses at most the batch in flight. Returns the samples of all batches."""
@@ -147,19 +145,14 @@ def collect(name, examples, head, selection):
     for b, exs in enumerate(batches):
         path = out / "samples" / f"{name}_batch{b:04d}.pt"
         if not path.exists():
-            prompts = [tok.encode_prompt(ex["prompt"]) if tasks.get_task(ex["task"]).CHAT else tok.encode(ex["prompt"])
-                       for ex in exs for _ in range(N)]
-            g = generate(model, prompts, args.max_new_tokens, head=head, selection=selection,
-                         stop_ids=tok.stop_ids, seed=zlib.crc32(f"{args.seed}/{name}/{b}".encode()), keep_hidden=True)
+            g, responses, rewards = respond(model, tok, exs, N, args.max_new_tokens, zlib.crc32(f"{args.seed}/{name}/{b}".encode()),
+                                            head=head, selection=selection, keep_hidden=True)
             batch = []
-            for i, ex in enumerate(exs):
-                rows = range(i * N, (i + 1) * N)
-                responses = [tok.decode(g.tokens[j]) for j in rows]
-                for j, resp, r in zip(rows, responses, rewards_for(ex, responses)):
-                    n_steps = len(g.choices[j])  # the response's tokens, plus the stop token if it stopped
-                    batch.append({"id": ex["id"], "kind": ex.get("kind", ex["task"]), "response": resp,
-                                  "tokens": g.tokens[j], "choices": g.choices[j], "reward": r,
-                                  "hidden": g.hidden[j, :n_steps].float().cpu().clone()})
+            for j, (resp, r) in enumerate(zip(responses, rewards)):
+                n_steps = len(g.choices[j])  # the response's tokens, plus the stop token if it stopped
+                batch.append({"id": exs[j // N]["id"], "kind": subtask(exs[j // N]), "response": resp,
+                              "tokens": g.tokens[j], "choices": g.choices[j], "reward": r,
+                              "hidden": g.hidden[j, :n_steps].float().cpu().clone()})
             save_atomic(batch, path)
         samples += torch.load(path, weights_only=True)
         prog.update(len(samples))
@@ -252,7 +245,11 @@ all_pairs = []
 for r in range(args.rounds):
     t0 = time.time()
     rng = random.Random(args.seed * 1000 + r)
-    examples = rng.sample(train_examples, min(args.prompts_per_round, len(train_examples)))
+    by_task = {}
+    for ex in train_examples:
+        by_task.setdefault(ex["task"], []).append(ex)
+    k = args.prompts_per_round // len(by_task)  # the same number of prompts from each task of a mix
+    examples = [ex for exs in by_task.values() for ex in rng.sample(exs, min(k, len(exs)))]
     samples = collect(f"round{r + 1}", examples, head, "sample")  # a finished round's: read back
     pairs = make_pairs(samples)
     # each round trains on every pair so far: once the head is good, a round alone gives few
@@ -285,27 +282,9 @@ for r in range(args.rounds):
           f"(initial head {preference_accuracy(init_head, test_pairs):.3f}); saved {out / 'head.pt'}", flush=True)
 
 # -----------------------------------------------------------------------------
-# the trained head on the held-out prompts: its temperatures, and the reward it gets
+# the trained head on the held-out prompts, against fixed temperatures and baselines
 
-final = collect(f"final_round{args.rounds}", test_examples, head, "greedy")
-by_kind = {}
-for ex in test_examples:
-    group = [s for s in final if s["id"] == ex["id"]]
-    taus = [temperatures[k] for s in group for k in s["choices"]]
-    task = tasks.get_task(ex["task"])
-    d = by_kind.setdefault(group[0]["kind"], {"reward": [], "tau": [], "better": []})
-    d["reward"].append(sum(s["reward"] for s in group) / len(group))
-    d["tau"].append(sum(taus) / len(taus))
-    if hasattr(task, "better_temperature"):
-        d["better"].append(task.better_temperature(ex, d["tau"][-1]))
-print(f"\nheld-out, head with greedy temperature selection ({args.level} level), {args.n_samples} samples a prompt:")
-print("| kind | prompts | mean reward | mean temperature | picks the better temperature |")
-print("|---|---|---|---|---|")
-summary = {}
-for kind, d in sorted(by_kind.items()):
-    better = f"{100 * sum(d['better']) / len(d['better']):.0f}%" if d["better"] else "n/a"
-    print(f"| {kind} | {len(d['reward'])} | {sum(d['reward']) / len(d['reward']):.3f} | "
-          f"{sum(d['tau']) / len(d['tau']):.2f} | {better} |")
-    summary[kind] = {"reward": sum(d["reward"]) / len(d["reward"]), "mean_temperature": sum(d["tau"]) / len(d["tau"]),
-                     "better_temperature": sum(d["better"]) / len(d["better"]) if d["better"] else None}
-(out / "summary.json").write_text(json.dumps(summary, indent=1))
+print(f"\nevaluation on {len(test_examples)} held-out prompts:")
+n_eval = max(getattr(tasks.get_task(ex["task"]), "EVAL_SAMPLES", 1) for ex in test_examples)
+evaluate(model, tok, head, test_examples, n_eval, args.max_new_tokens,
+         args.batch_size, args.seed, out, compare=bool(args.compare))

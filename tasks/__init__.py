@@ -11,6 +11,7 @@ Every task module has the same small interface:
                                           else a seeded sample of n.
     group_reward(example, responses)     optional: rewards for the N samples of one prompt, when a
                                           response is scored relative to the others (synthetic)
+    EVAL_SAMPLES                          optional: responses per prompt and method in evaluation (default 1)
     reward(example, response) -> float    higher is better. gsm8k/arithmetic: 1/0 correctness;
                                           repetition: -repeated 3-gram fraction; constrained_stories:
                                           constraint fraction (+ judge); stories/instructions: the
@@ -18,11 +19,15 @@ Every task module has the same small interface:
 Data files are found (or downloaded) by tasks.data.data_path; set LPO_DATA_DIR to a local copy.
 Helpers: tasks.stats (bootstrap win rates), tasks.gsm8k (answer extraction, majority voting).
 """
+import math
+
 from tasks import arithmetic, constrained_stories, gsm8k, gsm8k_vote, instructions, repetition, stories, synthetic
 
 TASKS = {m.NAME: m for m in (synthetic, arithmetic, gsm8k, gsm8k_vote, stories, instructions, repetition,
                                constrained_stories)}
-MIXES = {"ultramathstories": ["instructions", "gsm8k", "stories"]}  # the paper's experiment 2
+MIXES = {"ultramathstories": ["instructions", "gsm8k", "stories"],  # the paper's experiment 2
+         # the same with arithmetic word problems in place of GSM8K, for models too small for GSM8K
+         "ultramathstories_arithmetic": ["instructions", "arithmetic", "stories"]}
 
 def get_task(name):
     if name not in TASKS:
@@ -38,3 +43,17 @@ def prompts(names, split="train", n=None, seed=0):
 def reward(example, response):
     """Dispatch on example['task'], so a mixed batch can be scored in one loop."""
     return get_task(example["task"]).reward(example, response)
+
+def group_rewards(example, responses):
+    """Rewards for the N responses to one prompt (a judge scores them in one batch); a reward
+    that is not a finite number is an error, not something to train on."""
+    task = get_task(example["task"])
+    if hasattr(task, "group_reward"):
+        scores = task.group_reward(example, responses)
+    else:
+        scores = [task.reward(example, r) for r in responses]
+    for s in scores:
+        if not math.isfinite(s):
+            raise ValueError(f"task {example['task']} gave the reward {s} for prompt {example['id']}; "
+                             "rewards must be finite numbers (check the reward model or judge)")
+    return [float(s) for s in scores]

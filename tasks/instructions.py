@@ -44,3 +44,8 @@ def prompts(split="train", n=None, seed=0, source=None):
 def reward(example, response):
     """The judge's score of the response (see tasks.judge)."""
     return judge.score(example["prompt"], response)
+
+
+def group_reward(example, responses):
+    """The N responses to one prompt, scored by the judge in one batch."""
+    return judge.score_batch([example["prompt"]] * len(responses), responses)

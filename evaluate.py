@@ -1,0 +1,183 @@
+"""
+Evaluate a trained AdaptiveDecoder on a task's held-out prompts, against every fixed temperature
+of its set and two adaptive baselines the paper lacks (PAPER.md section 4):
+- min-p sampling (temperature 1, tokens below 0.1 x the top probability dropped),
+- EDT, entropy-based dynamic temperature: tau = T0 * N^(theta / H) at every step.
+
+    python evaluate.py --head out/sequence/head.pt --task synthetic
+
+For each subtask it reports the mean reward of every method, the win rate of AD against each
+(per prompt: win 1, tie 0.5, loss 0) with a 95% bootstrap confidence interval, and AD's
+temperature histogram (the paper's Fig. 4). Written to stdout (markdown), report.json and
+report.html (histograms and per-token temperature views) in --out_dir.
+"""
+import argparse
+import html
+import json
+from pathlib import Path
+
+import torch
+
+import tasks
+from sample import generate, temperature_html
+from tasks.stats import win_rate
+
+
+def encode(tok, ex):
+    task = tasks.get_task(ex["task"])
+    return tok.encode_prompt(ex["prompt"]) if task.CHAT else tok.encode(ex["prompt"])
+
+
+def respond(model, tok, examples, n, max_new_tokens, seed, **gen_kwargs):
+    """n responses to each example, in one batch: (Generation, responses, rewards), row i*n+j
+    being the j-th response to examples[i]."""
+    prompts = [encode(tok, ex) for ex in examples for _ in range(n)]
+    g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed, **gen_kwargs)
+    responses = [tok.decode(t) for t in g.tokens]
+    rewards = [r for i, ex in enumerate(examples) for r in tasks.group_rewards(ex, responses[i * n:(i + 1) * n])]
+    return g, responses, rewards
+
+
+def subtask(ex):
+    return ex.get("kind", ex["task"])
+
+
+def methods(head, compare=True):
+    m = {"AD": dict(head=head, selection="greedy")}
+    if not compare:
+        return m
+    for t in head.temperatures.tolist():
+        m[f"tau={t:g}"] = dict(temperature=t)
+    m["min-p 0.1"] = dict(temperature=1.0, min_p=0.1)
+    m["EDT"] = dict(edt=(1.0, 0.8, 1.0))
+    return m
+
+
+def evaluate(model, tok, head, examples, n_samples=1, max_new_tokens=64, batch_size=48, seed=0, out_dir=None,
+             compare=True):
+    """AD (greedy temperature selection) and, with compare, every baseline on the examples."""
+    per_batch = max(1, batch_size // n_samples)
+    results = {}  # method -> {"reward": per-prompt mean reward, "samples": [...]}
+    for name, kw in methods(head, compare).items():
+        rewards, samples = [], []
+        for b in range(0, len(examples), per_batch):
+            exs = examples[b:b + per_batch]
+            g, responses, rs = respond(model, tok, exs, n_samples, max_new_tokens, seed + b, **kw)
+            for i, ex in enumerate(exs):
+                rows = range(i * n_samples, (i + 1) * n_samples)
+                rewards.append(sum(rs[j] for j in rows) / n_samples)
+                samples += [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
+                             "choices": g.choices[j] if g.choices else None} for j in rows]
+        results[name] = {"reward": rewards, "samples": samples}
+        print(f"  {name}: mean reward {sum(rewards) / len(rewards):.3f}", flush=True)
+
+    temps = head.temperatures.tolist()
+    report = {"level": head.level, "temperatures": temps, "subtasks": {}}
+    for sub in sorted({subtask(ex) for ex in examples}):
+        idx = [i for i, ex in enumerate(examples) if subtask(ex) == sub]
+        ad = [results["AD"]["reward"][i] for i in idx]
+        rows = {}
+        for name, res in results.items():
+            r = [res["reward"][i] for i in idx]
+            rows[name] = {"mean_reward": sum(r) / len(r)}
+            if name != "AD":
+                rows[name]["ad_win_rate"] = win_rate(ad, r)  # (rate, lo, hi)
+        ids = {examples[i]["id"] for i in idx}
+        counts = [0] * len(temps)
+        for s in results["AD"]["samples"]:
+            if s["id"] in ids:
+                ks = s["choices"] if head.level == "token" else s["choices"][:1]
+                for k in ks:
+                    counts[k] += 1
+        report["subtasks"][sub] = {"prompts": len(idx), "methods": rows, "ad_temperature_counts": counts,
+                                   "ad_mean_temperature": sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)}
+        task = tasks.get_task(examples[idx[0]]["task"])
+        if hasattr(task, "better_temperature"):  # a task that knows the right temperature (synthetic)
+            good = []
+            for i in idx:
+                taus = [temps[k] for s in results["AD"]["samples"] if s["id"] == examples[i]["id"] for k in s["choices"]]
+                good.append(task.better_temperature(examples[i], sum(taus) / len(taus)))
+            report["subtasks"][sub]["ad_picks_better_temperature"] = sum(good) / len(good)
+    print_table(report)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=1))
+        (out / "report.html").write_text(report_html(report, tok, head, examples, results["AD"]["samples"]))
+        print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
+    return report
+
+
+def print_table(report):
+    for sub, r in report["subtasks"].items():
+        hist = ", ".join(f"{t:g}: {c}" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
+        better = r.get("ad_picks_better_temperature")
+        better = "" if better is None else f"; picks the better temperature for {better:.0%} of prompts"
+        print(f"\n### {sub} ({r['prompts']} prompts; AD_{report['level'][:3]} mean temperature "
+              f"{r['ad_mean_temperature']:.2f}; choices {hist}{better})\n")
+        print("| method | mean reward | AD win rate [95% CI] |")
+        print("|---|---|---|")
+        for name, m in r["methods"].items():
+            win = "" if name == "AD" else "{:.1%} [{:.1%}, {:.1%}]".format(*m["ad_win_rate"])
+            print(f"| {name} | {m['mean_reward']:.3f} | {win} |")
+
+
+def report_html(report, tok, head, examples, ad_samples):
+    """A self-contained page: AD's temperature histogram per subtask and a few responses shaded
+    by the temperature chosen for each token."""
+    parts = [f"<!doctype html><meta charset='utf-8'><title>AD evaluation</title>"
+             f"<body style='font-family:sans-serif;max-width:60em;margin:2em auto'>"
+             f"<h2>AD_{report['level'][:3]}: temperatures chosen on held-out prompts</h2>"]
+    for sub, r in report["subtasks"].items():
+        total = max(sum(r["ad_temperature_counts"]), 1)
+        bars = "".join(f"<div style='display:flex;align-items:center'><span style='width:4em'>{t:g}</span>"
+                       f"<span style='background:#c33;height:1em;width:{30 * c / total:.1f}em'></span>"
+                       f"&nbsp;{c}</div>" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
+        parts.append(f"<h3>{html.escape(sub)} (mean {r['ad_mean_temperature']:.2f})</h3>{bars}")
+    parts.append("<h2>Examples</h2>")
+    prompts = {ex["id"]: ex["prompt"] for ex in examples}
+    for s in ad_samples[:: max(1, len(ad_samples) // 6)][:6]:
+        page = temperature_html(tok, s["tokens"], s["choices"], head.temperatures.cpu(), prompts[s["id"]])
+        parts.append(page[page.index("<h3>"):page.rindex("</body>")] + f"<p>reward {s['reward']:.3f}</p><hr>")
+    return "".join(parts) + "</body>"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--head", required=True)
+    p.add_argument("--model", default="smollm2")
+    p.add_argument("--task", default="synthetic")
+    p.add_argument("--test_prompts", type=int, default=48)
+    p.add_argument("--n_samples", type=int, default=1, help="responses per prompt and method")
+    p.add_argument("--max_new_tokens", type=int, default=64)
+    p.add_argument("--batch_size", type=int, default=48)
+    p.add_argument("--judge", default="offline", help="'offline' (the LM rates responses) or a reward model source")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out_dir", default=None, help="default: the head's directory")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+
+    from adaptive_head import AdaptiveDecoder
+    from model import Transformer
+    from tokenizer import Tokenizer
+    examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
+    tok = Tokenizer.from_pretrained(args.model)
+    head = AdaptiveDecoder.load(args.head, d_model=model.config.d_model, map_location=args.device)
+    set_judge(args.judge, model, tok, args.device)
+    evaluate(model, tok, head, examples, args.n_samples, args.max_new_tokens, args.batch_size, args.seed,
+             args.out_dir or Path(args.head).parent)
+
+
+def set_judge(source, model, tok, device):
+    """Plug the reward for judged tasks (stories, instructions) into tasks.judge."""
+    from tasks import judge
+    if source == "offline":
+        judge.set_judge(judge.OfflineJudge(model, tok).score)
+    else:
+        judge.set_judge(judge.RewardModel(source, device=device).score)
+
+
+if __name__ == "__main__":
+    main()
