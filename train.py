@@ -64,6 +64,8 @@ p.add_argument("--judge", default="offline", help="for judged tasks: 'offline' (
                "responses, see tasks/judge.py) or a reward model (directory or hub id)")
 p.add_argument("--compare", type=int, default=1, help="1: evaluate against every fixed temperature, "
                "min-p and EDT at the end; 0: the head alone")
+p.add_argument("--data_dir", default=None, help="local copies of the datasets (else $LPO_DATA_DIR, "
+               "else ~/.cache/lpo/data, downloading what is missing)")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--out_dir", default=None, help="default: out/<task>_<level>")
 args = p.parse_args()
@@ -71,6 +73,8 @@ args = p.parse_args()
 # -----------------------------------------------------------------------------
 # set-up: the frozen LM, its tokenizer, the task, the head (or the last one saved)
 
+if args.data_dir:
+    os.environ["LPO_DATA_DIR"] = args.data_dir
 try:  # the task first: a bad --task is reported before minutes of model loading
     train_examples = tasks.prompts(args.task, "train")
     test_examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
@@ -78,7 +82,7 @@ except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
 out = Path(args.out_dir or f"out/{args.task}_{args.level}")
 (out / "samples").mkdir(parents=True, exist_ok=True)
-config = {k: v for k, v in vars(args).items() if k not in ("rounds", "device", "dtype", "compare")}
+config = {k: v for k, v in vars(args).items() if k not in ("rounds", "device", "dtype", "compare", "data_dir")}
 if (out / "config.json").exists():
     old = json.loads((out / "config.json").read_text())
     changed = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}

@@ -8,6 +8,7 @@ data_path("gsm8k/test.jsonl") looks, in order, in
 and otherwise raises ONE FileNotFoundError saying what to download, from where, and where to put it.
 The project never ships data; in this repo's workspace the copies live in ../shared/data.
 """
+import json
 import os
 import random
 import urllib.request
@@ -18,6 +19,8 @@ URLS = {
     "gsm8k/test.jsonl": "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/test.jsonl",
     "wikitext-2/valid.txt": "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/valid.txt",
     "wikitext-2/test.txt": "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/test.txt",
+    # a JSON list of records with 'instruction' and 'dataset' (and model outputs): made into jsonl
+    "alpaca_eval/instructions.jsonl": "https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval.json",
 }
 # files with no single raw URL: say how to make them instead
 HOWTO = {
@@ -60,7 +63,15 @@ def data_path(relpath, data_dir=None):
     url, why = URLS.get(relpath), None
     if url:
         try:
-            download(url, target)
+            if url.endswith(".json"):  # keep the instructions of a JSON list, one per line
+                download(url, target + ".json")
+                with open(target + ".json") as f:
+                    rows = [{"dataset": r.get("dataset", ""), "instruction": r["instruction"]} for r in json.load(f)]
+                with open(target + ".tmp", "w") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in rows)
+                os.replace(target + ".tmp", target)
+            else:
+                download(url, target)
             return target
         except Exception as e:  # no network, 404, disk full...
             why = f"downloading {url} failed: {type(e).__name__}: {e}"

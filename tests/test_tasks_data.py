@@ -81,10 +81,24 @@ def test_clear_error_when_nothing_works(dirs):
     assert data.URLS["gsm8k/test.jsonl"] in msg                      # what, from where
     assert str(cache / "gsm8k/test.jsonl") in msg                     # where to put it
     assert "LPO_DATA_DIR" in msg and "no network in this test" in msg and str(local) in msg
-    # AlpacaEval has no raw URL: say how to get it instead
+    # AlpacaEval: the message names its URL too
     with pytest.raises(FileNotFoundError) as e:
         data.data_path("alpaca_eval/instructions.jsonl")
     assert "tatsu-lab/alpaca_eval" in str(e.value) and "instruction" in str(e.value)
+
+def test_alpaca_eval_json_becomes_jsonl(dirs, monkeypatch):
+    local, cache = dirs
+    payload = b'[{"instruction": "Say hi.", "output": "hi", "dataset": "helpful_base"}, {"instruction": "Add 2+2", "dataset": "oasst"}]'
+    urls = []
+    def fake_urlopen(url, timeout=None):
+        urls.append(url)
+        return io.BytesIO(payload)
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    path = data.data_path("alpaca_eval/instructions.jsonl")
+    assert urls == [data.URLS["alpaca_eval/instructions.jsonl"]] and path == str(cache / "alpaca_eval/instructions.jsonl")
+    lines = open(path).read().splitlines()
+    assert lines == ['{"dataset": "helpful_base", "instruction": "Say hi."}', '{"dataset": "oasst", "instruction": "Add 2+2"}']
+
 
 def test_helpers():
     assert data.subsample([1, 2, 3]) == [1, 2, 3]
