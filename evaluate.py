@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import tasks
-from sample import generate, temperature_html
+from sample import generate, html_page, temperature_html
 from tasks.stats import win_rate
 
 
@@ -125,9 +125,7 @@ def print_table(report):
 def report_html(report, tok, head, examples, ad_samples):
     """A self-contained page: AD's temperature histogram per subtask and a few responses shaded
     by the temperature chosen for each token."""
-    parts = [f"<!doctype html><meta charset='utf-8'><title>AD evaluation</title>"
-             f"<body style='font-family:sans-serif;max-width:60em;margin:2em auto'>"
-             f"<h2>AD_{report['level'][:3]}: temperatures chosen on held-out prompts</h2>"]
+    parts = [f"<h2>AD_{report['level'][:3]}: temperatures chosen on held-out prompts</h2>"]
     for sub, r in report["subtasks"].items():
         total = max(sum(r["ad_temperature_counts"]), 1)
         bars = "".join(f"<div style='display:flex;align-items:center'><span style='width:4em'>{t:g}</span>"
@@ -137,9 +135,9 @@ def report_html(report, tok, head, examples, ad_samples):
     parts.append("<h2>Examples</h2>")
     prompts = {ex["id"]: ex["prompt"] for ex in examples}
     for s in ad_samples[:: max(1, len(ad_samples) // 6)][:6]:
-        page = temperature_html(tok, s["tokens"], s["choices"], head.temperatures.cpu(), prompts[s["id"]])
-        parts.append(page[page.index("<h3>"):page.rindex("</body>")] + f"<p>reward {s['reward']:.3f}</p><hr>")
-    return "".join(parts) + "</body>"
+        parts.append(temperature_html(tok, s["tokens"], s["choices"], head.temperatures.cpu(), prompts[s["id"]])
+                     + f"<p>reward {s['reward']:.3f}</p><hr>")
+    return html_page(parts, "AD evaluation")
 
 
 def main():

@@ -139,20 +139,24 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
 
 
 def temperature_html(tokenizer, tokens, choices, temperatures, title=""):
-    """A self-contained HTML page: each token shaded by the temperature chosen for it (PAPER.md's
-    Fig. 6): white for 0 (greedy), deeper red for hotter."""
+    """An HTML section: each token shaded by the temperature chosen for it (PAPER.md's Fig. 6),
+    white for 0 (greedy), deeper red for hotter. html_page() makes a file of sections."""
     tmax = max(float(temperatures.max()), 1e-6)
     spans = []
     for tok, k in zip(tokens, choices):
         t = float(temperatures[k])
         text = html.escape(tokenizer.decode([tok])).replace("\n", "&#8629;<br>")
-        alpha = t / tmax
-        spans.append(f'<span title="temperature {t:g}" style="background:rgba(220,40,30,{alpha:.2f})">{text}</span>')
+        spans.append(f'<span title="temperature {t:g}" style="background:rgba(220,40,30,{t / tmax:.2f})">{text}</span>')
     legend = " ".join(f'<span style="background:rgba(220,40,30,{float(t) / tmax:.2f})">&nbsp;{float(t):g}&nbsp;</span>'
                       for t in temperatures)
+    return f"<h3>{html.escape(title)}</h3><p>temperature: {legend}</p><p>{''.join(spans)}</p>"
+
+
+def html_page(sections, title="adaptive decoding"):
+    """A self-contained HTML file: no scripts, no external resources."""
     return (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<body style='font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.7'>"
-            f"<h3>{html.escape(title)}</h3><p>temperature: {legend}</p><p>{''.join(spans)}</p></body>")
+            f"{''.join(sections)}</body>")
 
 
 def main():
@@ -206,7 +210,7 @@ def main():
         if head is None:
             sys.exit("error: --html shows the adaptive decoder's temperatures; give --adaptive head.pt")
         with open(args.html, "w") as f:
-            f.write("\n".join(pages))
+            f.write(html_page(pages))
         print(f"wrote {args.html}", file=sys.stderr)
 
 

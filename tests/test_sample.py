@@ -6,7 +6,7 @@ import torch
 
 from adaptive_head import AdaptiveDecoder
 from model import Transformer
-from sample import generate, sample_next, temperature_html
+from sample import generate, html_page, sample_next, temperature_html
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -128,5 +128,5 @@ def test_temperature_html():
     class Tok:
         def decode(self, ids):
             return "".join(chr(97 + i) for i in ids) + "<"
-    page = temperature_html(Tok(), [0, 1], [0, 5], torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]), "t")
+    page = html_page([temperature_html(Tok(), [0, 1], [0, 5], torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]), "t")])
     assert page.startswith("<!doctype html>") and "a&lt;" in page and 'title="temperature 1"' in page

@@ -1,0 +1,44 @@
+"""evaluate.py on the tiny checkpoint with a character-level stand-in tokenizer and the synthetic task."""
+import json
+from pathlib import Path
+
+import torch
+
+from adaptive_head import AdaptiveDecoder
+from evaluate import evaluate
+from model import Transformer
+from tasks import synthetic
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class CharTokenizer:
+    """Token i is the character chr(32 + i % 90): enough for prompts in and text out."""
+    stop_ids = []
+
+    def encode_prompt(self, text):
+        return [(ord(c) - 32) % 90 for c in text[-40:]]
+
+    def decode(self, ids):
+        return "".join(chr(32 + i % 90) for i in ids)
+
+
+def test_head_fixed_at_greedy_ties_with_greedy(tmp_path):
+    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    head = AdaptiveDecoder(model.config.d_model, level="token")
+    with torch.no_grad():
+        head.mlp[-1].bias[0] = 100.0  # always temperature 0
+    examples = synthetic.prompts("test", n=6)
+    report = evaluate(model, CharTokenizer(), head, examples, n_samples=2, max_new_tokens=5, out_dir=tmp_path)
+    assert set(report["subtasks"]) == {"copy", "varied"}
+    for sub in report["subtasks"].values():
+        methods = sub["methods"]
+        assert list(methods) == ["AD", "tau=0", "tau=0.2", "tau=0.4", "tau=0.6", "tau=0.8", "tau=1", "min-p 0.1", "EDT"]
+        # AD at temperature 0 is greedy decoding: the same responses, so every prompt ties
+        assert methods["AD"]["mean_reward"] == methods["tau=0"]["mean_reward"]
+        assert methods["tau=0"]["ad_win_rate"] == (0.5, 0.5, 0.5)
+        assert sub["ad_temperature_counts"] == [3 * 2 * 5, 0, 0, 0, 0, 0]  # 3 prompts x 2 samples x 5 tokens
+        assert sub["ad_mean_temperature"] == 0.0
+    assert report["subtasks"]["varied"]["methods"]["AD"]["mean_reward"] == 0.0  # identical samples
+    assert json.loads((tmp_path / "report.json").read_text())["level"] == "token"
+    assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
