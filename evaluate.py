@@ -57,18 +57,20 @@ def evaluate(model, tok, head, examples, n_samples=1, max_new_tokens=64, batch_s
              compare=True):
     """AD (greedy temperature selection) and, with compare, every baseline on the examples."""
     per_batch = max(1, batch_size // n_samples)
-    results = {}  # method -> {"reward": per-prompt mean reward, "samples": [...]}
+    results = {}  # method -> {"reward": per-prompt mean reward, "metrics": per-prompt dicts, "samples": [...]}
     for name, kw in methods(head, compare).items():
-        rewards, samples = [], []
+        rewards, metrics, samples = [], [], []
         for b in range(0, len(examples), per_batch):
             exs = examples[b:b + per_batch]
             g, responses, rs = respond(model, tok, exs, n_samples, max_new_tokens, seed + b, **kw)
             for i, ex in enumerate(exs):
                 rows = range(i * n_samples, (i + 1) * n_samples)
                 rewards.append(sum(rs[j] for j in rows) / n_samples)
+                task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the constraint alone
+                metrics.append(task.group_metrics(ex, [responses[j] for j in rows]) if hasattr(task, "group_metrics") else {})
                 samples += [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
                              "choices": g.choices[j] if g.choices else None} for j in rows]
-        results[name] = {"reward": rewards, "samples": samples}
+        results[name] = {"reward": rewards, "metrics": metrics, "samples": samples}
         print(f"  {name}: mean reward {sum(rewards) / len(rewards):.3f}", flush=True)
 
     temps = head.temperatures.tolist()
@@ -82,6 +84,11 @@ def evaluate(model, tok, head, examples, n_samples=1, max_new_tokens=64, batch_s
             rows[name] = {"mean_reward": sum(r) / len(r)}
             if name != "AD":
                 rows[name]["ad_win_rate"] = win_rate(ad, r)  # (rate, lo, hi)
+            for key in res["metrics"][idx[0]]:
+                m = [res["metrics"][i][key] for i in idx]
+                rows[name][key] = sum(m) / len(m)
+                if name != "AD":
+                    rows[name][key + " AD win rate"] = win_rate([results["AD"]["metrics"][i][key] for i in idx], m)
         ids = {examples[i]["id"] for i in idx}
         counts = [0] * len(temps)
         for s in results["AD"]["samples"]:
@@ -92,6 +99,10 @@ def evaluate(model, tok, head, examples, n_samples=1, max_new_tokens=64, batch_s
         report["subtasks"][sub] = {"prompts": len(idx), "methods": rows, "ad_temperature_counts": counts,
                                    "ad_mean_temperature": sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)}
         task = tasks.get_task(examples[idx[0]]["task"])
+        if head.level == "token" and hasattr(task, "sentence_start_char_offsets"):  # the paper's Fig. 5
+            first, other = sentence_start_temperatures(tok, task, [s for s in results["AD"]["samples"] if s["id"] in ids], temps)
+            report["subtasks"][sub]["ad_mean_temperature_sentence_start"] = sum(first) / max(len(first), 1)
+            report["subtasks"][sub]["ad_mean_temperature_other_tokens"] = sum(other) / max(len(other), 1)
         if hasattr(task, "better_temperature"):  # a task that knows the right temperature (synthetic)
             good = []
             for i in idx:
@@ -108,6 +119,20 @@ def evaluate(model, tok, head, examples, n_samples=1, max_new_tokens=64, batch_s
     return report
 
 
+def sentence_start_temperatures(tok, task, samples, temps):
+    """The temperatures AD chose for the first token of each sentence, and for the other tokens."""
+    first, other = [], []
+    for s in samples:
+        text = tok.decode(s["tokens"])
+        starts = set(task.sentence_start_char_offsets(text))
+        begin = 0
+        for i, k in enumerate(s["choices"][:len(s["tokens"])]):
+            end = len(tok.decode(s["tokens"][:i + 1]))  # the characters token i added
+            (first if any(begin <= o < end for o in starts) else other).append(temps[k])
+            begin = end
+    return first, other
+
+
 def print_table(report):
     for sub, r in report["subtasks"].items():
         hist = ", ".join(f"{t:g}: {c}" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
@@ -115,11 +140,17 @@ def print_table(report):
         better = "" if better is None else f"; picks the better temperature for {better:.0%} of prompts"
         print(f"\n### {sub} ({r['prompts']} prompts; AD_{report['level'][:3]} mean temperature "
               f"{r['ad_mean_temperature']:.2f}; choices {hist}{better})\n")
-        print("| method | mean reward | AD win rate [95% CI] |")
-        print("|---|---|---|")
+        if "ad_mean_temperature_sentence_start" in r:
+            print(f"AD's mean temperature on the first token of a sentence: {r['ad_mean_temperature_sentence_start']:.2f}, "
+                  f"on the other tokens: {r['ad_mean_temperature_other_tokens']:.2f}\n")
+        extra = [k for k in r["methods"]["AD"] if k != "mean_reward"]  # the task's own metrics
+        print("| method | mean reward | AD win rate [95% CI] |" + "".join(f" {k} | AD win rate |" for k in extra))
+        print("|---|---|---|" + "---|---|" * len(extra))
+        ci = lambda w: "{:.1%} [{:.1%}, {:.1%}]".format(*w)
         for name, m in r["methods"].items():
-            win = "" if name == "AD" else "{:.1%} [{:.1%}, {:.1%}]".format(*m["ad_win_rate"])
-            print(f"| {name} | {m['mean_reward']:.3f} | {win} |")
+            line = f"| {name} | {m['mean_reward']:.3f} | {'' if name == 'AD' else ci(m['ad_win_rate'])} |"
+            line += "".join(f" {m[k]:.3f} | {'' if name == 'AD' else ci(m[k + ' AD win rate'])} |" for k in extra)
+            print(line)
 
 
 def report_html(report, tok, head, examples, ad_samples):

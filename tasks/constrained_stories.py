@@ -122,3 +122,12 @@ def reward(example, response):
     if judge.has_judge():
         r += QUALITY_WEIGHT * judge.score(example["prompt"], response)
     return r
+
+
+def group_metrics(example, responses):
+    """Evaluation: the constraint and the story's quality (the judge) apart, as the paper reports them."""
+    prefix = example.get("prefix", PREFIX)
+    m = {"constraint": sum(constraint_score(r, prefix) for r in responses) / len(responses)}
+    if judge.has_judge():
+        m["quality"] = sum(judge.score_batch([example["prompt"]] * len(responses), responses)) / len(responses)
+    return m

@@ -7,6 +7,7 @@ from tasks import gsm8k
 NAME = "gsm8k_vote"
 CHAT = True
 K = 8  # chains per problem
+EVAL_SAMPLES = K  # evaluation samples K chains per prompt and method
 
 def prompts(split="train", n=None, seed=0):
     return [dict(ex, task=NAME) for ex in gsm8k.prompts(split, n, seed)]
@@ -21,3 +22,9 @@ def vote_reward(example, responses):
     """1 if the majority answer of the K responses is correct, else 0."""
     v = vote(responses)
     return 1.0 if v is not None and gsm8k.is_correct(v, example["gold"]) else 0.0
+
+
+def group_metrics(example, responses):
+    """Evaluation: maj@K (the majority answer's correctness) and single-chain accuracy."""
+    return {f"maj@{len(responses)}": vote_reward(example, responses),
+            "single": sum(reward(example, r) for r in responses) / len(responses)}

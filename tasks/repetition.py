@@ -66,3 +66,8 @@ def repeated_ngram_fraction(seq, n=3):
 def reward(example, response, n=3):
     """-(repeated n-gram fraction of the continuation's words). Higher is better, 0 is best."""
     return -repeated_ngram_fraction(response, n)
+
+
+def group_metrics(example, responses):
+    """Evaluation: % of repeated 3-grams, the paper's metric (lower is better)."""
+    return {"repeated 3-grams %": 100 * sum(repeated_ngram_fraction(r) for r in responses) / len(responses)}

@@ -42,3 +42,14 @@ def test_head_fixed_at_greedy_ties_with_greedy(tmp_path):
     assert report["subtasks"]["varied"]["methods"]["AD"]["mean_reward"] == 0.0  # identical samples
     assert json.loads((tmp_path / "report.json").read_text())["level"] == "token"
     assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
+
+
+def test_sentence_start_temperatures():
+    from evaluate import sentence_start_temperatures
+    from tasks import constrained_stories
+    tok = CharTokenizer()
+    text = 'Abby ran. "Absolutely," she said.'
+    ids = tok.encode_prompt(text)
+    choices = [1 if i in (0, 11) else 0 for i in range(len(ids))]  # 'A' of Abby, 'A' of "Absolutely
+    first, other = sentence_start_temperatures(tok, constrained_stories, [{"tokens": ids, "choices": choices}], [0.0, 1.0])
+    assert first == [1.0, 1.0] and other == [0.0] * (len(ids) - 2)
