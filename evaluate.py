@@ -53,9 +53,12 @@ def methods(head, compare=True):
     return m
 
 
-def evaluate(model, tok, head, examples, n_samples=1, max_new_tokens=64, batch_size=48, seed=0, out_dir=None,
+def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batch_size=48, seed=0, out_dir=None,
              compare=True):
-    """AD (greedy temperature selection) and, with compare, every baseline on the examples."""
+    """AD (greedy temperature selection) and, with compare, every baseline on the examples, with
+    n_samples responses per prompt and method (default: the tasks' EVAL_SAMPLES, else 1)."""
+    if n_samples is None:
+        n_samples = max(getattr(tasks.get_task(ex["task"]), "EVAL_SAMPLES", 1) for ex in examples)
     per_batch = max(1, batch_size // n_samples)
     results = {}  # method -> {"reward": per-prompt mean reward, "metrics": per-prompt dicts, "samples": [...]}
     for name, kw in methods(head, compare).items():
@@ -177,7 +180,8 @@ def main():
     p.add_argument("--model", default="smollm2")
     p.add_argument("--task", default="synthetic")
     p.add_argument("--test_prompts", type=int, default=48)
-    p.add_argument("--n_samples", type=int, default=1, help="responses per prompt and method")
+    p.add_argument("--n_samples", type=int, default=None, help="responses per prompt and method "
+                   "(default: the task's EVAL_SAMPLES, e.g. 8 for gsm8k_vote, else 1)")
     p.add_argument("--max_new_tokens", type=int, default=64)
     p.add_argument("--batch_size", type=int, default=48)
     p.add_argument("--judge", default="offline", help="'offline' (the LM rates responses) or a reward model source")

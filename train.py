@@ -289,6 +289,5 @@ for r in range(args.rounds):
 # the trained head on the held-out prompts, against fixed temperatures and baselines
 
 print(f"\nevaluation on {len(test_examples)} held-out prompts:")
-n_eval = max(getattr(tasks.get_task(ex["task"]), "EVAL_SAMPLES", 1) for ex in test_examples)
-evaluate(model, tok, head, test_examples, n_eval, args.max_new_tokens,
+evaluate(model, tok, head, test_examples, None, args.max_new_tokens,
          args.batch_size, args.seed, out, compare=bool(args.compare))
