@@ -202,7 +202,7 @@ def head_logprobs(head, h):
 def choice_margin(head, chosen, rejected):
     """log P(tau^c) and log P(tau^r): the temperatures the two responses were sampled with."""
     out = []
-    for h, k, steps, _, _ in (chosen, rejected):
+    for h, k, _, steps, _ in (chosen, rejected):
         if args.level == "sequence":
             h, k, steps = h[:, :1], k[:, :1], steps[:, :1]
         out.append(choice_logps(head.log_probs(h), k, steps))
