@@ -123,13 +123,15 @@ class RewardModel:
 
 class OfflineJudge:
     """An instruct language model used as a judge: it is asked to rate the response to the
-    instruction from 1 to 9 and to answer with one digit (PROMPT, in its chat format, as a user
-    message), and the score is the expected digit, sum_d d * p(d) / sum_d p(d), under its
-    next-token probabilities restricted to the tokens "1".."9": one forward pass per pair,
-    batched, no sampling, so the same pair always gets the same score, a real number in [1, 9].
+    instruction from 1 to 9 and to answer with one digit (PROMPT, a user message in its chat
+    format), its answer is begun for it with ANSWER ("Rating: ", after which SmolLM2 puts ~99% of
+    its probability on a digit; without it, ~1%: it starts a sentence), and the score is the
+    expected digit, sum_d d * p(d) / sum_d p(d), under its next-token probabilities restricted to
+    the tokens "1".."9": one forward pass per pair, batched, no sampling, so the same pair always
+    gets the same score, a real number in [1, 9].
 
     What it is: with the embedded SmolLM2-135M-Instruct (OfflineJudge.load()), a judge that runs
-    anywhere offline, in a fraction of a second per pair on a CPU: enough to exercise the plumbing
+    anywhere offline, ~0.3 s per pair of ~160 tokens on a 2-core CPU: enough to exercise the plumbing
     (set_judge, the judge-scored tasks, training and win rates end to end) and to teach how an
     LLM-as-a-judge and a reward model are wired.
     What it is not: evidence of quality. A 135M model barely reads the response; its ratings are
@@ -137,8 +139,10 @@ class OfflineJudge:
     and correlated with surface features such as length and fluency. Improvements measured with it
     say little about real quality: report results with a real reward model (RewardModel)."""
 
-    PROMPT = ("Rate the following response to the instruction on a scale from 1 (very bad) to 9 "
-              "(excellent). Answer with a single digit.\n\nInstruction:\n{prompt}\n\nResponse:\n{response}")
+    # the question after the texts: a small model follows the last thing it read best
+    PROMPT = ("Instruction:\n{prompt}\n\nResponse:\n{response}\n\nRate the response to the instruction "
+              "on a scale from 1 (very bad) to 9 (excellent). Answer with a single digit.")
+    ANSWER = "Rating: "
 
     def __init__(self, model, tokenizer, batch_size=8, max_len=None):
         self.model, self.tok = model, tokenizer
@@ -155,7 +159,8 @@ class OfflineJudge:
         return cls(Transformer.from_pretrained(source, device), Tokenizer.from_pretrained(source), **kwargs)
 
     def encode(self, prompt, response):
-        return self.tok.encode_prompt(self.PROMPT.format(prompt=prompt, response=response))
+        chat = [{"role": "user", "content": self.PROMPT.format(prompt=prompt, response=response)}]
+        return self.tok.encode_chat(chat) + self.tok.encode(self.ANSWER)
 
     def score(self, prompts, responses):
         def expected_digit(logits):
