@@ -70,7 +70,8 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
                 rows = range(i * n_samples, (i + 1) * n_samples)
                 rewards.append(sum(rs[j] for j in rows) / n_samples)
                 task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the constraint alone
-                metrics.append(task.group_metrics(ex, [responses[j] for j in rows]) if hasattr(task, "group_metrics") else {})
+                metrics.append(task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows])
+                               if hasattr(task, "group_metrics") else {})
                 samples += [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
                              "choices": g.choices[j] if g.choices else None} for j in rows]
         results[name] = {"reward": rewards, "metrics": metrics, "samples": samples}

@@ -11,8 +11,9 @@ Every task module has the same small interface:
                                           else a seeded sample of n.
     group_reward(example, responses)     optional: rewards for the N samples of one prompt, when a
                                           response is scored relative to the others (synthetic)
-    group_metrics(example, responses)    optional: evaluation metrics (dict name -> float) for a prompt's
-                                          responses, e.g. maj@8, the constraint alone, repeated 3-grams
+    group_metrics(example, responses, rewards)  optional: evaluation metrics (dict name -> float) for a
+                                          prompt's responses and their rewards, e.g. maj@8, the
+                                          constraint alone, repeated 3-grams
     EVAL_SAMPLES                          optional: responses per prompt and method in evaluation (default 1)
     reward(example, response) -> float    higher is better. gsm8k/arithmetic: 1/0 correctness;
                                           repetition: -repeated 3-gram fraction; constrained_stories:

@@ -124,10 +124,12 @@ def reward(example, response):
     return r
 
 
-def group_metrics(example, responses):
-    """Evaluation: the constraint and the story's quality (the judge) apart, as the paper reports them."""
+def group_metrics(example, responses, rewards):
+    """Evaluation: the constraint and the story's quality (the judge) apart, as the paper reports
+    them; the quality is what the reward holds beyond the constraint (the judge is not run again)."""
     prefix = example.get("prefix", PREFIX)
-    m = {"constraint": sum(constraint_score(r, prefix) for r in responses) / len(responses)}
+    constraint = [constraint_score(r, prefix) for r in responses]
+    m = {"constraint": sum(constraint) / len(responses)}
     if judge.has_judge():
-        m["quality"] = sum(judge.score_batch([example["prompt"]] * len(responses), responses)) / len(responses)
+        m["quality"] = sum((r - c) / QUALITY_WEIGHT for r, c in zip(rewards, constraint)) / len(responses)
     return m

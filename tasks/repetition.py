@@ -68,6 +68,6 @@ def reward(example, response, n=3):
     return -repeated_ngram_fraction(response, n)
 
 
-def group_metrics(example, responses):
-    """Evaluation: % of repeated 3-grams, the paper's metric (lower is better)."""
-    return {"repeated 3-grams %": 100 * sum(repeated_ngram_fraction(r) for r in responses) / len(responses)}
+def group_metrics(example, responses, rewards):
+    """Evaluation: % of repeated 3-grams, the paper's metric (lower is better; reward = -fraction)."""
+    return {"repeated 3-grams %": -100 * sum(rewards) / len(rewards)}

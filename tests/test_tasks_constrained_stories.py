@@ -67,3 +67,17 @@ def test_prompts_and_reward():
         judge.set_judge(None)
     with pytest.raises(RuntimeError, match="set_judge"):
         stories.reward(stories.prompts("train", n=1)[0], "Once...")
+
+
+def test_group_metrics_split_the_reward():
+    from tasks import constrained_stories, judge
+    ex = {"prompt": "p", "prefix": "Ab"}
+    responses = ["Abby ran. Then she sat.", "Absolutely. Above all."]
+    judge.set_judge(lambda ps, rs: [3.0 if r.startswith("Abby") else 7.0 for r in rs])
+    try:
+        rewards = [constrained_stories.reward(ex, r) for r in responses]   # 0.5 + 3, 1.0 + 7
+        m = constrained_stories.group_metrics(ex, responses, rewards)
+    finally:
+        judge.set_judge(None)
+    assert rewards == [3.5, 8.0]
+    assert m == {"constraint": 0.75, "quality": 5.0}
