@@ -49,14 +49,14 @@ p.add_argument("--level", default="sequence", choices=["sequence", "token"])
 p.add_argument("--loss", default="lpo", choices=["lpo", "lpo_marginal", "nll"])
 p.add_argument("--temperatures", default=",".join(str(t) for t in DEFAULT_TEMPERATURES))
 p.add_argument("--n_samples", type=int, default=4, help="N responses per prompt")
-p.add_argument("--prompts_per_round", type=int, default=48, help="training prompts a round (split evenly over a mix's tasks)")
+p.add_argument("--prompts_per_round", type=int, default=64, help="training prompts a round (a mix's tasks share them as tasks.MIXES says)")
 p.add_argument("--test_prompts", type=int, default=16, help="held-out prompts (per task of a mix)")
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--max_new_tokens", type=int, default=80)
 p.add_argument("--beta", type=float, default=1.0)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--epochs", type=int, default=20)
-p.add_argument("--batch_size", type=int, default=48, help="rows per generation batch")
+p.add_argument("--batch_size", type=int, default=64, help="rows per generation batch")
 p.add_argument("--train_batch_size", type=int, default=32, help="pairs per optimizer step")
 p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="the LM's (default: bf16 on CUDA)")
@@ -252,8 +252,9 @@ for r in range(args.rounds):
     by_task = {}
     for ex in train_examples:
         by_task.setdefault(ex["task"], []).append(ex)
-    k = args.prompts_per_round // len(by_task)  # the same number of prompts from each task of a mix
-    examples = [ex for exs in by_task.values() for ex in rng.sample(exs, min(k, len(exs)))]
+    shares = tasks.mix(args.task)  # a mix's tasks get the round's prompts in these proportions
+    examples = [ex for name, exs in by_task.items()
+                for ex in rng.sample(exs, min(round(args.prompts_per_round * shares[name] / sum(shares.values())), len(exs)))]
     samples = collect(f"round{r + 1}", examples, head, "sample")  # a finished round's: read back
     pairs = make_pairs(samples)
     # each round trains on every pair so far: once the head is good, a round alone gives few

@@ -24,23 +24,29 @@ Helpers: tasks.stats (bootstrap win rates), tasks.gsm8k (answer extraction, majo
 """
 import math
 
-from tasks import arithmetic, constrained_stories, gsm8k, gsm8k_vote, instructions, repetition, stories, synthetic
+from tasks import arithmetic, arithmetic_vote, constrained_stories, gsm8k, gsm8k_vote, instructions, repetition, stories, synthetic
 
-TASKS = {m.NAME: m for m in (synthetic, arithmetic, gsm8k, gsm8k_vote, stories, instructions, repetition,
+TASKS = {m.NAME: m for m in (synthetic, arithmetic, gsm8k, gsm8k_vote, arithmetic_vote, stories, instructions, repetition,
                                constrained_stories)}
-MIXES = {"ultramathstories": ["instructions", "gsm8k", "stories"],  # the paper's experiment 2
-         # the same with arithmetic word problems in place of GSM8K, for models too small for GSM8K
-         "ultramathstories_arithmetic": ["instructions", "arithmetic", "stories"]}
+# mixes of tasks trained together: task -> its share of a round's training prompts
+MIXES = {"ultramathstories": {"instructions": 1, "gsm8k": 1, "stories": 1},  # the paper's experiment 2
+         # the same with arithmetic word problems in place of GSM8K, for models too small for GSM8K.
+         # Arithmetic gets half the prompts: a prompt gives a pair only when its N answers hold a right
+         # and a wrong one (~1 prompt in 3 on SmolLM2-135M), and its answers are short and judge-free
+         "ultramathstories_arithmetic": {"instructions": 1, "arithmetic": 2, "stories": 1}}
 
 def get_task(name):
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
     return TASKS[name]
 
+def mix(name):
+    """{task: share of the training prompts}: a mix's, or {name: 1} for a single task."""
+    return dict(MIXES[name]) if name in MIXES else {get_task(name).NAME: 1}
+
 def prompts(names, split="train", n=None, seed=0):
     """Prompts of several tasks (or a mix name) concatenated; n is per task."""
-    names = MIXES.get(names, names) if isinstance(names, str) else names
-    names = [names] if isinstance(names, str) else names
+    names = list(MIXES.get(names, [names])) if isinstance(names, str) else names
     return [ex for name in names for ex in get_task(name).prompts(split, n, seed)]
 
 def reward(example, response):

@@ -2,8 +2,12 @@
 Synthetic arithmetic (stand-in for GSM8K on models too small for it): seeded one- and two-step word
 problems with small numbers and exact non-negative integer answers, e.g.
 "Tom has 7 apples and buys 5 more. How many apples does Tom have now?" -> 12.
-Same prompt, answer extraction and reward as gsm8k. Train and test never share a question: a hash
-of the question text decides its split, and the generator keeps only questions of the asked split.
+The prompt asks for the final number only: asked to reason step by step (gsm8k's prompt), SmolLM2-135M
+writes long, wrong chains that 80 tokens often cut; asked for the number, it answers in ~30 tokens,
+~20% right greedily and ~3-8% at temperature 1 (measured on 40-48 problems), so correctness says
+something about the temperature. Answer extraction and reward are gsm8k's (the last number counts).
+Train and test never share a question: a hash of the question text decides its split, and the
+generator keeps only questions of the asked split.
 """
 import random
 
@@ -13,6 +17,7 @@ from tasks.data import is_test
 NAME = "arithmetic"
 LABEL = "synthetic arithmetic (stand-in for GSM8K on models too small for it)"
 CHAT = True
+PROMPT = "{question}\nAnswer with the final number only."
 DEFAULT_N = {"train": 2000, "test": 500}
 
 NAMES = ["Tom", "Anna", "Ravi", "Mia", "Leo", "Sara", "Omar", "Lena", "Kofi", "Yuki", "Ben", "Zoe",
@@ -82,7 +87,7 @@ def prompts(split="train", n=None, seed=0):
             continue
         seen.add(p["question"])
         out.append(dict(p, id=f"{NAME}/{split}/{seed}/{len(out)}", task=NAME,
-                        prompt=gsm8k.format_prompt(p["question"])))
+                        prompt=PROMPT.format(question=p["question"])))
     return out
 
 reward = gsm8k.reward  # 1 if the extracted answer equals gold, else 0

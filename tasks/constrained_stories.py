@@ -124,6 +124,16 @@ def reward(example, response):
     return r
 
 
+def group_reward(example, responses):
+    """The N responses to one prompt: the same reward, the judge run on them in one batch."""
+    prefix = example.get("prefix", PREFIX)
+    rewards = [constraint_score(r, prefix) for r in responses]
+    if judge.has_judge():
+        quality = judge.score_batch([example["prompt"]] * len(responses), responses)
+        rewards = [r + QUALITY_WEIGHT * q for r, q in zip(rewards, quality)]
+    return rewards
+
+
 def group_metrics(example, responses, rewards):
     """Evaluation: the constraint and the story's quality (the judge) apart, as the paper reports
     them; the quality is what the reward holds beyond the constraint (the judge is not run again)."""

@@ -64,7 +64,8 @@ def data_path(relpath, data_dir=None):
     if url:
         try:
             if url.endswith(".json"):  # keep the instructions of a JSON list, one per line
-                download(url, target + ".json")
+                if not os.path.isfile(target + ".json"):  # a copy saved by hand is used as it is
+                    download(url, target + ".json")
                 with open(target + ".json") as f:
                     rows = [{"dataset": r.get("dataset", ""), "instruction": r["instruction"]} for r in json.load(f)]
                 with open(target + ".tmp", "w") as f:
@@ -77,10 +78,12 @@ def data_path(relpath, data_dir=None):
             why = f"downloading {url} failed: {type(e).__name__}: {e}"
     where = [p for p in (data_dir or os.environ.get("LPO_DATA_DIR"), cache_dir()) if p]
     what = f"download {url}" if url else f"get {HOWTO.get(relpath, relpath)}"
+    save_as = target + (".json (the next run makes it into " + os.path.basename(target) + ")"
+                        if url and url.endswith(".json") else "")
     raise FileNotFoundError(
         f"dataset file '{relpath}' not found (looked in: {', '.join(where)}"
         + (f"; {why}" if why else "") + ").\n"
-        f"Fix: {what}\n  and save it as {target}\n"
+        f"Fix: {what}\n  and save it as {save_as}\n"
         f"  or set LPO_DATA_DIR=/path/to/data (e.g. the project's ../shared/data) so that $LPO_DATA_DIR/{relpath} exists.")
 
 # -----------------------------------------------------------------------------

@@ -1,8 +1,22 @@
 """
 Stories: creative writing from a title (the "Stories" part of UltraMathStories). The titles below
-are this project's own; a hash of each title puts ~20% of them in the test split. The reward is a
-judge (reward model) plugged in through tasks.judge; this file only defines the prompts.
+are this project's own; a hash of each title puts ~20% of them in the test split.
+
+Reward of the N stories written for one title (group_reward):
+    judge score (a reward model plugged in through tasks.judge)
+    + NOVELTY_WEIGHT * novelty, novelty = 1 - the largest share of the story's word 3-grams
+      found in any other story for the same title (0: a copy of another story, 1: nothing shared).
+Why the novelty term: the paper's reward model (ArmoRM-8B) rewards the originality that comes with
+higher temperatures, which is why its AD learns high temperatures for stories. The offline judge
+(SmolLM2-135M rating stories 1-9) cannot see it: over temperatures 0 / 0.4 / 0.8 / 1.0 its mean
+scores were 5.80 / 6.01 / 5.86 / 5.68 (12 titles x 2 stories), flat within noise, and an AD_seq
+trained on it alone learned nothing about stories. Novelty says what a creative-writing reward
+should also say: five samples that tell the same story are worse than five different ones.
+It needs other stories to compare with: a single story (evaluation, one per method) gets the
+judge score alone. Set NOVELTY_WEIGHT = 0 for the judge alone (the paper's reward).
 """
+import re
+
 from tasks import judge
 from tasks.data import is_test, subsample
 
@@ -236,11 +250,40 @@ def prompts(split="train", n=None, seed=0, prompt=PROMPT):
                 for t in TITLES if is_test(t) == (split == "test")]
     return subsample(examples, n, seed)
 
+NOVELTY_WEIGHT = 2.0  # in judge points: on the offline judge's 1-9 scale a word-for-word copy loses 2
+
+
 def reward(example, response):
-    """The judge's score of the story (see tasks.judge)."""
+    """The judge's score of one story (see tasks.judge)."""
     return judge.score(example["prompt"], response)
 
 
+def word_ngrams(text, n=3):
+    words = re.findall(r"\w+", text.lower())
+    return set(zip(*(words[i:] for i in range(n))))
+
+
+def novelty(responses, n=3):
+    """For each response: 1 - max over the other responses of the share of its word n-grams that
+    the other one also has. 1.0 when there is no other response or the response has no n-gram."""
+    grams = [word_ngrams(r, n) for r in responses]
+    return [1.0 - max((len(g & h) / len(g) for j, h in enumerate(grams) if j != i and g), default=0.0)
+            for i, g in enumerate(grams)]
+
+
 def group_reward(example, responses):
-    """The N responses to one prompt, scored by the judge in one batch."""
-    return judge.score_batch([example["prompt"]] * len(responses), responses)
+    """The N stories for one title: the judge's scores (one batch) + NOVELTY_WEIGHT * novelty."""
+    scores = judge.score_batch([example["prompt"]] * len(responses), responses)
+    if len(responses) < 2:
+        return scores
+    return [s + NOVELTY_WEIGHT * v for s, v in zip(scores, novelty(responses))]
+
+
+def group_metrics(example, responses, rewards):
+    """Evaluation with several stories per title: the judge's score (the reward less its novelty
+    term: the judge is not run again) and the novelty apart. One story: its reward is the judge's."""
+    if len(responses) < 2:
+        return {}
+    v = novelty(responses)
+    return {"judge": sum(r - NOVELTY_WEIGHT * x for r, x in zip(rewards, v)) / len(rewards),
+            "novelty": sum(v) / len(v)}

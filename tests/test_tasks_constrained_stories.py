@@ -81,3 +81,28 @@ def test_group_metrics_split_the_reward():
         judge.set_judge(None)
     assert rewards == [3.5, 8.0]
     assert m == {"constraint": 0.75, "quality": 5.0}
+    batches = []
+    judge.set_judge(lambda ps, rs: batches.append(len(rs)) or [3.0 if r.startswith("Abby") else 7.0 for r in rs])
+    try:
+        assert constrained_stories.group_reward(ex, responses) == rewards  # the same reward, one judge call
+    finally:
+        judge.set_judge(None)
+    assert batches == [2]
+
+
+def test_story_novelty_by_hand():
+    # word 3-grams: a = {the cat sat, cat sat on, sat on the, on the mat} (4), b = {the cat sat,
+    # cat sat down} (2): they share 1, a quarter of a's and half of b's; c shares none; d has none
+    a, b, c, d = "The cat sat on the mat.", "the cat sat down", "A dog ran home", "Hi there"
+    assert stories.novelty([a, b, c, d]) == [1 - 1 / 4, 1 - 1 / 2, 1.0, 1.0]
+    assert stories.novelty([a, a.upper()]) == [0.0, 0.0]          # a copy (case ignored)
+    assert stories.novelty([a]) == [1.0]                          # nothing to compare with
+    ex = stories.prompts("train", n=1)[0]
+    judge.set_judge(lambda ps, rs: [5.0] * len(rs))
+    try:
+        rewards = stories.group_reward(ex, [a, a, c])
+        assert rewards == [5.0, 5.0, 5.0 + stories.NOVELTY_WEIGHT]   # the two copies get no novelty
+        assert stories.group_reward(ex, [a]) == [5.0]                # one story: the judge alone
+        assert stories.group_metrics(ex, [a, a, c], rewards) == {"judge": 5.0, "novelty": 1 / 3}
+    finally:
+        judge.set_judge(None)

@@ -85,6 +85,14 @@ def test_clear_error_when_nothing_works(dirs):
     with pytest.raises(FileNotFoundError) as e:
         data.data_path("alpaca_eval/instructions.jsonl")
     assert "tatsu-lab/alpaca_eval" in str(e.value) and "instruction" in str(e.value)
+    # doing what it says works: the JSON saved by hand where it says is made into the jsonl
+    saved = str(e.value).split("save it as ")[1].split(" ")[0]
+    assert saved == str(cache / "alpaca_eval/instructions.jsonl.json")
+    os.makedirs(os.path.dirname(saved), exist_ok=True)
+    with open(saved, "w") as f:
+        f.write('[{"instruction": "Say hi.", "dataset": "helpful_base"}]')
+    path = data.data_path("alpaca_eval/instructions.jsonl")
+    assert open(path).read() == '{"dataset": "helpful_base", "instruction": "Say hi."}\n'
 
 def test_alpaca_eval_json_becomes_jsonl(dirs, monkeypatch):
     local, cache = dirs
@@ -108,10 +116,10 @@ def test_helpers():
     assert 0.18 < frac < 0.22
 
 def test_registry():
-    assert set(tasks.TASKS) == {"arithmetic", "gsm8k", "gsm8k_vote", "stories", "instructions",
+    assert set(tasks.TASKS) == {"arithmetic", "arithmetic_vote", "gsm8k", "gsm8k_vote", "stories", "instructions",
                                 "repetition", "constrained_stories", "synthetic"}
     assert tasks.get_task("gsm8k") is tasks.gsm8k
-    with pytest.raises(ValueError, match="valid tasks: arithmetic, constrained_stories, gsm8k"):
+    with pytest.raises(ValueError, match="valid tasks: arithmetic, arithmetic_vote, constrained_stories, gsm8k"):
         tasks.get_task("gsm8", )
     for name, t in tasks.TASKS.items():  # the uniform interface
         assert t.NAME == name and isinstance(t.CHAT, bool) and callable(t.prompts) and callable(t.reward)
