@@ -61,10 +61,13 @@ def sample_next(logits, temperature, top_p=None, min_p=None, generator=None):
 
 @torch.no_grad()  # not inference_mode: the hidden states it returns may feed a trained head
 def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample",
-             top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0, use_cache=True):
+             top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0, use_cache=True,
+             explore=0.0):
     """prompts: list of B lists of token ids. temperature: a float, or a (B,) tensor of per-row
     temperatures (ignored when head is given). head: an AdaptiveDecoder; selection "greedy" takes
-    the argmax of P(tau | h), "sample" draws from it. edt=(T0, N, theta): entropy-based dynamic
+    the argmax of P(tau | h), "sample" draws from it, or with explore > 0 from the mixture
+    (1 - explore) P(tau | h) + explore / K (training data that keeps trying every temperature once
+    the head is sure of itself). edt=(T0, N, theta): entropy-based dynamic
     temperature (Zhang et al. 2024), a baseline: at every step tau = T0 * N^(theta / H), H the
     entropy of the next-token distribution. use_cache=False recomputes the whole
     sequence at every step (slow: the reference the KV cache must agree with). Returns a Generation."""
@@ -99,7 +102,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
             if selection == "greedy":
                 k = logp.argmax(dim=-1)
             else:
-                k = torch.multinomial(logp.exp(), 1, generator=gen)[:, 0]
+                probs = (1 - explore) * logp.exp() + explore / logp.shape[-1]
+                k = torch.multinomial(probs, 1, generator=gen)[:, 0]
             temp = head.temperatures[k]
         if head is not None:
             choices[:, step] = k

@@ -9,8 +9,9 @@ top of a frozen LM from preferences between the LM's own samples.
 
 For each round:
   1. collect: N responses per training prompt, generated with the current head (temperatures
-     sampled from it, for exploration), keeping the temperature chosen at every step and the
-     hidden states it was chosen from; score each response with the task's reward;
+     sampled from it; by default half of the draws uniform instead, see --explore), keeping the
+     temperature chosen at every step and the hidden states it was chosen from; score each
+     response with the task's reward;
   2. pairs: the best and the worst response of each prompt (prompts whose responses all tie
      give no pair);
   3. train: AdamW on the head with the chosen loss, for some epochs over the round's pairs; the
@@ -53,6 +54,9 @@ p.add_argument("--prompts_per_round", type=int, default=64, help="training promp
 p.add_argument("--test_prompts", type=int, default=16, help="held-out prompts (per task of a mix)")
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--max_new_tokens", type=int, default=80)
+p.add_argument("--explore", type=float, default=0.5, help="while collecting, this fraction of the "
+               "temperature draws ignores the head (uniform over the set): a head that a few noisy pairs "
+               "made sure of itself would otherwise stop trying other temperatures (0: the paper's on-policy sampling)")
 p.add_argument("--beta", type=float, default=1.0)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--epochs", type=int, default=20)
@@ -150,7 +154,7 @@ def collect(name, examples, head, selection):
         path = out / "samples" / f"{name}_batch{b:04d}.pt"
         if not path.exists():
             g, responses, rewards = respond(model, tok, exs, N, args.max_new_tokens, zlib.crc32(f"{args.seed}/{name}/{b}".encode()),
-                                            head=head, selection=selection, keep_hidden=True)
+                                            head=head, selection=selection, keep_hidden=True, explore=args.explore)
             batch = []
             for j, (resp, r) in enumerate(zip(responses, rewards)):
                 n_steps = len(g.choices[j])  # the response's tokens, plus the stop token if it stopped
@@ -263,8 +267,11 @@ for r in range(args.rounds):
     if r < start_round:  # a round finished before a restart: its pairs are all we need
         continue
     mean_reward = sum(s["reward"] for s in samples) / len(samples)
-    print(f"round {r + 1}: {len(samples)} samples, mean reward {mean_reward:.3f}, {len(pairs)} new pairs, "
-          f"{len(all_pairs)} in all")
+    kinds = {}
+    for c, _ in pairs:
+        kinds[c["kind"]] = kinds.get(c["kind"], 0) + 1
+    print(f"round {r + 1}: {len(samples)} samples, mean reward {mean_reward:.3f}, {len(pairs)} new pairs "
+          f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}), {len(all_pairs)} in all")
     ref_head = AdaptiveDecoder.load(head_path(r), map_location=args.device)  # frozen P_ref for loss (c)
     head.train()
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)

@@ -13,7 +13,10 @@ from tasks import judge, stories
 NAME = "constrained_stories"
 CHAT = True
 PREFIX = "Ab"
-QUALITY_WEIGHT = 1.0
+# the judge's 1-9 score counts a quarter: the constraint is what the task tests, and the offline
+# judge's scores of one title's stories differ by ~1 point whatever they are, noise that at full
+# weight would decide most pairs (a story that obeys one more of 4 sentences gains 0.25)
+QUALITY_WEIGHT = 0.25
 PROMPT = ("Write a creative and coherent story with the following title. "
           "You must begin each sentence with a word that starts with '{prefix}'.\n\nTitle: {title}")
 

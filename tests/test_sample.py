@@ -105,6 +105,20 @@ def test_token_level_one_temperature_per_token(model):
                 assert tok == logits[i, t].argmax().item()
 
 
+def test_explore_mixes_in_uniform_choices(model):
+    # a head sure of temperature index 2: explore=e draws from (1 - e) * P(tau | h) + e / K
+    head = AdaptiveDecoder(model.config.d_model, level="sequence").eval()
+    with torch.no_grad():
+        head.mlp[-1].bias[2] = 30.0
+    K, n = len(head.temperatures), 1200
+    for explore in (0.0, 0.5, 1.0):
+        g = generate(model, prompts(n, seed=1), 1, head=head, seed=3, explore=explore)
+        freq = torch.bincount(torch.tensor([ks[0] for ks in g.choices]), minlength=K).float() / n
+        want = torch.full((K,), explore / K)
+        want[2] += 1 - explore
+        assert (freq - want).abs().max() < 0.05, (explore, freq)
+
+
 @pytest.mark.parametrize("level", [None, "sequence", "token"])
 def test_same_with_and_without_kv_cache(model, level):
     head = random_head(model.config.d_model, level) if level else None

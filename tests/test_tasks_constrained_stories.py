@@ -61,7 +61,7 @@ def test_prompts_and_reward():
     assert cs.reward(ex, "Abby ran. The end.") == 0.5            # no judge: constraint only
     try:
         judge.set_judge(lambda ps, rs: [0.25 for _ in rs])
-        assert cs.reward(ex, "Abby ran. The end.") == 0.75       # + quality
+        assert cs.reward(ex, "Abby ran. The end.") == 0.5 + cs.QUALITY_WEIGHT * 0.25  # + quality
         assert stories.reward(stories.prompts("train", n=1)[0], "Once...") == 0.25
     finally:
         judge.set_judge(None)
@@ -75,11 +75,12 @@ def test_group_metrics_split_the_reward():
     responses = ["Abby ran. Then she sat.", "Absolutely. Above all."]
     judge.set_judge(lambda ps, rs: [3.0 if r.startswith("Abby") else 7.0 for r in rs])
     try:
-        rewards = [constrained_stories.reward(ex, r) for r in responses]   # 0.5 + 3, 1.0 + 7
+        rewards = [constrained_stories.reward(ex, r) for r in responses]   # 0.5 + w 3, 1.0 + w 7
         m = constrained_stories.group_metrics(ex, responses, rewards)
     finally:
         judge.set_judge(None)
-    assert rewards == [3.5, 8.0]
+    w = constrained_stories.QUALITY_WEIGHT
+    assert rewards == [0.5 + w * 3.0, 1.0 + w * 7.0]
     assert m == {"constraint": 0.75, "quality": 5.0}
     batches = []
     judge.set_judge(lambda ps, rs: batches.append(len(rs)) or [3.0 if r.startswith("Abby") else 7.0 for r in rs])
