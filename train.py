@@ -257,8 +257,10 @@ for r in range(args.rounds):
     for ex in train_examples:
         by_task.setdefault(ex["task"], []).append(ex)
     shares = tasks.mix(args.task)  # a mix's tasks get the round's prompts in these proportions
-    examples = [ex for name, exs in by_task.items()
-                for ex in rng.sample(exs, min(round(args.prompts_per_round * shares[name] / sum(shares.values())), len(exs)))]
+    examples = []
+    for name, exs in by_task.items():
+        k = round(args.prompts_per_round * shares[name] / sum(shares.values()))
+        examples += rng.sample(exs, min(k, len(exs)))
     samples = collect(f"round{r + 1}", examples, head, "sample")  # a finished round's: read back
     pairs = make_pairs(samples)
     # each round trains on every pair so far: once the head is good, a round alone gives few

@@ -32,7 +32,7 @@ TASKS = {m.NAME: m for m in (synthetic, arithmetic, gsm8k, gsm8k_vote, arithmeti
 MIXES = {"ultramathstories": {"instructions": 1, "gsm8k": 1, "stories": 1},  # the paper's experiment 2
          # the same with arithmetic word problems in place of GSM8K, for models too small for GSM8K.
          # Arithmetic gets half the prompts: a prompt gives a pair only when its N answers hold a right
-         # and a wrong one (~1 prompt in 3 on SmolLM2-135M), and its answers are short and judge-free
+         # and a wrong one (~1 prompt in 4 on SmolLM2-135M), and its answers are short and judge-free
          "ultramathstories_arithmetic": {"instructions": 1, "arithmetic": 2, "stories": 1}}
 
 def get_task(name):

@@ -123,6 +123,10 @@ def test_registry():
         tasks.get_task("gsm8", )
     for name, t in tasks.TASKS.items():  # the uniform interface
         assert t.NAME == name and isinstance(t.CHAT, bool) and callable(t.prompts) and callable(t.reward)
+    assert tasks.mix("synthetic") == {"synthetic": 1}                      # a task alone
+    assert tasks.mix("ultramathstories_arithmetic") == {"instructions": 1, "arithmetic": 2, "stories": 1}
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        tasks.mix("nope")
     ex = tasks.prompts("arithmetic", "test", n=2)
     assert len(ex) == 2 and tasks.reward(ex[0], f"The answer is {ex[0]['gold']}") == 1.0
 
