@@ -209,8 +209,8 @@ def set_judge(source, model, tok, device):
     from tasks import judge
     if source == "offline":
         judge.set_judge(judge.OfflineJudge(model, tok).score)
-    else:
-        judge.set_judge(judge.RewardModel(source, device=device).score)
+    else:  # in the LM's dtype: bfloat16 on a GPU, where an 8B reward model takes 16 GB
+        judge.set_judge(judge.RewardModel(source, device=device, dtype=model.lm_head.weight.dtype).score)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,20 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
         temp = torch.as_tensor(temperature, dtype=torch.float32, device=device).expand(B)
 
     cache = KVCache(model.config, B, L + max_new_tokens, device, model.lm_head.weight.dtype) if use_cache else None
-    logits, h = model(idx, cache=cache, pad=pad, last_only=True, return_hidden=True)  # prefill
+    # prefill. A prompt given several times (N samples of one prompt) goes through the model once;
+    # its rows of the cache are copies
+    first = {}
+    of_row = [first.setdefault(tuple(p), len(first)) for p in prompts]  # row -> its distinct prompt
+    if use_cache and len(first) < B:
+        rows = torch.tensor([of_row.index(u) for u in range(len(first))], device=device)  # one row each
+        expand = torch.tensor(of_row, device=device)
+        once = KVCache(model.config, len(rows), L, device, model.lm_head.weight.dtype)
+        logits, h = model(idx[rows], cache=once, pad=None if pad is None else pad[rows], last_only=True,
+                          return_hidden=True)
+        cache.k[:, :, :, :L], cache.v[:, :, :, :L], cache.pos = once.k[:, expand], once.v[:, expand], L
+        logits, h = logits[expand], h[expand]
+    else:
+        logits, h = model(idx, cache=cache, pad=pad, last_only=True, return_hidden=True)
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
     hidden = []

@@ -109,6 +109,12 @@ def test_set_judge_with_reward_model(restore_judge):
     prompt, response = PAIRS[0]
     assert abs(tasks.reward({"task": "stories", "prompt": prompt}, response) - rm.score([prompt], [response])[0]) < 1e-6
     assert judge.score_batch(PROMPTS, RESPONSES) == pytest.approx(rm.score(PROMPTS, RESPONSES), abs=1e-5)
+    # train.py's --judge: the reward model in the policy LM's dtype (bfloat16 here, as on a GPU)
+    import evaluate
+    lm = type("LM", (), {"lm_head": torch.nn.Linear(2, 2, dtype=torch.bfloat16)})()
+    evaluate.set_judge(str(RM), lm, None, "cpu")
+    bf16 = judge.score_batch(PROMPTS, RESPONSES)
+    assert bf16 == pytest.approx(rm.score(PROMPTS, RESPONSES), abs=0.05) and bf16 != rm.score(PROMPTS, RESPONSES)
 
 
 # -----------------------------------------------------------------------------

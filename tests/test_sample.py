@@ -128,6 +128,21 @@ def test_same_with_and_without_kv_cache(model, level):
     assert a.tokens == b.tokens and a.choices == b.choices
 
 
+@pytest.mark.parametrize("level", [None, "token"])
+def test_repeated_prompts_prefilled_once(model, level):
+    # N samples of a prompt (rows 0, 2, 5 and 1, 4 share one): the prompt runs through the model
+    # once and its cache rows are copied; the result is what the model gives without a cache
+    head = random_head(model.config.d_model, level) if level else None
+    p = prompts(3, seed=5)
+    ps = [p[0], p[1], p[0], p[2], p[1], p[0]]
+    a = generate(model, ps, 10, temperature=0.8, head=head, seed=2, keep_hidden=True)
+    b = generate(model, ps, 10, temperature=0.8, head=head, seed=2, keep_hidden=True, use_cache=False)
+    assert a.tokens == b.tokens and a.choices == b.choices
+    torch.testing.assert_close(a.hidden, b.hidden, atol=1e-4, rtol=1e-4)
+    assert a.hidden[0, 0].equal(a.hidden[2, 0]) and a.hidden[1, 0].equal(a.hidden[4, 0])  # copies
+    assert len(set(map(tuple, (a.tokens[0], a.tokens[2], a.tokens[5])))) > 1  # yet sampled apart
+
+
 def test_stops_at_stop_token(model):
     ps = prompts(4)
     full = generate(model, ps, 12, temperature=0.0).tokens
