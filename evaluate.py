@@ -88,11 +88,14 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
             rows[name] = {"mean_reward": sum(r) / len(r)}
             if name != "AD":
                 rows[name]["ad_win_rate"] = win_rate(ad, r)  # (rate, lo, hi)
+            lower = getattr(tasks.get_task(examples[idx[0]]["task"]), "LOWER_IS_BETTER", ())
             for key in res["metrics"][idx[0]]:
                 m = [res["metrics"][i][key] for i in idx]
                 rows[name][key] = sum(m) / len(m)
-                if name != "AD":
-                    rows[name][key + " AD win rate"] = win_rate([results["AD"]["metrics"][i][key] for i in idx], m)
+                if name != "AD":  # AD wins a prompt where its metric is better: lower, for some
+                    sign = -1 if key in lower else 1
+                    rows[name][key + " AD win rate"] = win_rate([sign * results["AD"]["metrics"][i][key] for i in idx],
+                                                                [sign * x for x in m])
         ids = {examples[i]["id"] for i in idx}
         counts = [0] * len(temps)
         for s in results["AD"]["samples"]:

@@ -14,6 +14,7 @@ Every task module has the same small interface:
     group_metrics(example, responses, rewards)  optional: evaluation metrics (dict name -> float) for a
                                           prompt's responses and their rewards, e.g. maj@8, the
                                           constraint alone, repeated 3-grams
+    LOWER_IS_BETTER                       optional: names of group_metrics where less is better (win rates)
     EVAL_SAMPLES                          optional: responses per prompt and method in evaluation (default 1)
     reward(example, response) -> float    higher is better. gsm8k/arithmetic: 1/0 correctness;
                                           repetition: -repeated 3-gram fraction; constrained_stories:

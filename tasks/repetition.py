@@ -13,6 +13,7 @@ CHAT = False          # the prompt is raw text to continue, not a user message
 MAX_NEW_TOKENS = 128  # length of the continuation
 N_WORDS = 48          # passage length in words
 FILES = {"train": "wikitext-2/valid.txt", "test": "wikitext-2/test.txt"}
+LOWER_IS_BETTER = {"repeated 3-grams %"}  # metrics where AD wins a prompt by having less
 
 def clean(line):
     """Undo WikiText's tokenization: ' @-@ ' -> '-', ' @,@ ' -> ',', ' @.@ ' -> '.', and glue punctuation."""

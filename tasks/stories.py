@@ -6,14 +6,14 @@ Reward of the N stories written for one title (group_reward):
     judge score (a reward model plugged in through tasks.judge)
     + NOVELTY_WEIGHT * novelty, novelty = 1 - the largest share of the story's word 3-grams
       found in any other story for the same title (0: a copy of another story, 1: nothing shared).
-Why the novelty term: the paper's reward model (ArmoRM-8B) rewards the originality that comes with
-higher temperatures, which is why its AD learns high temperatures for stories. The offline judge
-(SmolLM2-135M rating stories 1-9) cannot see it: over temperatures 0 / 0.4 / 0.8 / 1.0 its mean
-scores were 5.80 / 6.01 / 5.86 / 5.68 (12 titles x 2 stories), flat within noise, and an AD_seq
-trained on it alone learned nothing about stories. Novelty says what a creative-writing reward
-should also say: five samples that tell the same story are worse than five different ones.
-It needs other stories to compare with: a single story (evaluation, one per method) gets the
-judge score alone. Set NOVELTY_WEIGHT = 0 for the judge alone (the paper's reward).
+Why the novelty term: the paper's AD learns high temperatures for stories, so its reward model
+(ArmoRM-8B) must prefer what higher temperatures bring there, presumably variety and originality.
+The offline judge (SmolLM2-135M rating stories 1-9) does not: over temperatures 0 / 0.4 / 0.8 / 1.0
+its mean scores were 5.80 / 6.01 / 5.86 / 5.68 (12 titles x 2 stories), flat within noise, and an
+AD_seq trained on it alone picked temperatures of 0-0.4 for most titles. Novelty says what a
+creative-writing reward should also say: N samples that tell the same story are worse than N
+different ones. It needs other stories to compare with: a single story (evaluation, one per
+method) gets the judge score alone. Set NOVELTY_WEIGHT = 0 for the judge alone (the paper's reward).
 """
 import re
 

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from adaptive_head import AdaptiveDecoder
@@ -18,6 +19,8 @@ class CharTokenizer:
 
     def encode_prompt(self, text):
         return [(ord(c) - 32) % 90 for c in text[-40:]]
+
+    encode = encode_prompt  # raw text (tasks with CHAT = False)
 
     def decode(self, ids):
         return "".join(chr(32 + i % 90) for i in ids)
@@ -53,3 +56,26 @@ def test_sentence_start_temperatures():
     choices = [1 if i in (0, 11) else 0 for i in range(len(ids))]  # 'A' of Abby, 'A' of "Absolutely
     first, other = sentence_start_temperatures(tok, constrained_stories, [{"tokens": ids, "choices": choices}], [0.0, 1.0])
     assert first == [1.0, 1.0] and other == [0.0] * (len(ids) - 2)
+
+
+def test_metric_win_rate_where_less_is_better(tmp_path, monkeypatch):
+    # a task whose metric is "less is better" (like repetition's % repeated 3-grams): AD wins a
+    # prompt by having less of it, so its win rates there equal those on the reward, not their mirror
+    import types
+    import tasks
+    task = types.SimpleNamespace(
+        NAME="fewer_repeats", CHAT=False, LOWER_IS_BETTER={"repeats %"},
+        reward=lambda ex, r: len(set(r)) / max(len(r), 1),                 # distinct characters: more is better
+        group_metrics=lambda ex, rs, rewards: {"repeats %": 100 * (1 - sum(rewards) / len(rewards))})
+    monkeypatch.setitem(tasks.TASKS, "fewer_repeats", task)
+    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    head = AdaptiveDecoder(model.config.d_model, level="token")
+    with torch.no_grad():
+        head.mlp[-1].bias[-1] = 100.0  # always the hottest temperature
+    examples = [{"id": f"r{i}", "task": "fewer_repeats", "prompt": "ab" * (i + 3)} for i in range(8)]
+    report = evaluate(model, CharTokenizer(), head, examples, n_samples=1, max_new_tokens=20, out_dir=tmp_path)
+    methods = report["subtasks"]["fewer_repeats"]["methods"]
+    for name, m in methods.items():
+        if name != "AD":
+            assert m["repeats % AD win rate"] == m["ad_win_rate"]
+    assert methods["tau=0"]["ad_win_rate"][0] != 0.5  # greedy and hot decoding differ here
