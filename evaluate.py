@@ -4,7 +4,7 @@ of its set and two adaptive baselines the paper lacks (PAPER.md section 4):
 - min-p sampling (temperature 1, tokens below 0.1 x the top probability dropped),
 - EDT, entropy-based dynamic temperature: tau = T0 * N^(theta / H) at every step.
 
-    python evaluate.py --head out/sequence/head.pt --task synthetic
+    python evaluate.py --head out/synthetic_sequence/head.pt --task synthetic
 
 For each subtask it reports the mean reward of every method, the win rate of AD against each
 (per prompt: win 1, tie 0.5, loss 0) with a 95% bootstrap confidence interval, and AD's

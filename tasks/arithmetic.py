@@ -4,7 +4,7 @@ problems with small numbers and exact non-negative integer answers, e.g.
 "Tom has 7 apples and buys 5 more. How many apples does Tom have now?" -> 12.
 The prompt asks for the final number only: asked to reason step by step (gsm8k's prompt), SmolLM2-135M
 writes long, wrong chains that 80 tokens often cut; asked for the number, it answers in ~30 tokens,
-~20% right greedily and ~3-8% at temperature 1 (measured on 40-48 problems), so correctness says
+14-20% right greedily and 2-8% at temperature 1 (measured on 40-96 problems), so correctness says
 something about the temperature. Answer extraction and reward are gsm8k's (the last number counts).
 Train and test never share a question: a hash of the question text decides its split, and the
 generator keeps only questions of the asked split.
