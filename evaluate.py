@@ -106,6 +106,8 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
         report["subtasks"][sub] = {"prompts": len(idx), "methods": rows, "ad_temperature_counts": counts,
                                    "ad_mean_temperature": sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)}
         task = tasks.get_task(examples[idx[0]]["task"])
+        if hasattr(task, "LABEL"):  # e.g. arithmetic: a stand-in for GSM8K, said wherever it is reported
+            report["subtasks"][sub]["label"] = task.LABEL
         if head.level == "token" and hasattr(task, "sentence_start_char_offsets"):  # the paper's Fig. 5
             first, other = sentence_start_temperatures(tok, task, [s for s in results["AD"]["samples"] if s["id"] in ids], temps)
             report["subtasks"][sub]["ad_mean_temperature_sentence_start"] = sum(first) / max(len(first), 1)
@@ -145,7 +147,8 @@ def print_table(report):
         hist = ", ".join(f"{t:g}: {c}" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
         better = r.get("ad_picks_better_temperature")
         better = "" if better is None else f"; picks the better temperature for {better:.0%} of prompts"
-        print(f"\n### {sub} ({r['prompts']} prompts; AD_{report['level'][:3]} mean temperature "
+        label = f": {r['label']}" if r.get("label") else ""
+        print(f"\n### {sub}{label} ({r['prompts']} prompts; AD_{report['level'][:3]} mean temperature "
               f"{r['ad_mean_temperature']:.2f}; choices {hist}{better})\n")
         if "ad_mean_temperature_sentence_start" in r:
             print(f"AD's mean temperature on the first token of a sentence: {r['ad_mean_temperature_sentence_start']:.2f}, "
@@ -169,7 +172,8 @@ def report_html(report, tok, head, examples, ad_samples):
         bars = "".join(f"<div style='display:flex;align-items:center'><span style='width:4em'>{t:g}</span>"
                        f"<span style='background:#c33;height:1em;width:{30 * c / total:.1f}em'></span>"
                        f"&nbsp;{c}</div>" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
-        parts.append(f"<h3>{html.escape(sub)} (mean {r['ad_mean_temperature']:.2f})</h3>{bars}")
+        label = f": {r['label']}" if r.get("label") else ""
+        parts.append(f"<h3>{html.escape(sub + label)} (mean {r['ad_mean_temperature']:.2f})</h3>{bars}")
     parts.append("<h2>Examples</h2>")
     prompts = {ex["id"]: ex["prompt"] for ex in examples}
     for s in ad_samples[:: max(1, len(ad_samples) // 6)][:6]:

@@ -126,6 +126,9 @@ head = AdaptiveDecoder.load(head_path(start_round), d_model=model.config.d_model
                             temperatures=temperatures, map_location=args.device)
 print(f"{args.model}: {model.config.n_layer} layers, d={model.config.d_model}, {dtype} on {args.device}; "
       f"head: {args.level} level, temperatures {temperatures}, starting at round {start_round + 1}")
+for name in tasks.mix(args.task):  # a stand-in task says so (e.g. arithmetic in place of GSM8K)
+    if hasattr(tasks.get_task(name), "LABEL"):
+        print(f"{name}: {tasks.get_task(name).LABEL}")
 
 
 class Progress:

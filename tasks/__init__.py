@@ -25,10 +25,11 @@ Helpers: tasks.stats (bootstrap win rates), tasks.gsm8k (answer extraction, majo
 """
 import math
 
-from tasks import arithmetic, arithmetic_vote, constrained_stories, gsm8k, gsm8k_vote, instructions, repetition, stories, synthetic
+from tasks import (arithmetic, arithmetic_vote, constrained_stories, gsm8k, gsm8k_vote, instructions, repetition,
+                   stories, synthetic)
 
-TASKS = {m.NAME: m for m in (synthetic, arithmetic, gsm8k, gsm8k_vote, arithmetic_vote, stories, instructions, repetition,
-                               constrained_stories)}
+TASKS = {m.NAME: m for m in (synthetic, arithmetic, gsm8k, gsm8k_vote, arithmetic_vote, stories, instructions,
+                               repetition, constrained_stories)}
 # mixes of tasks trained together: task -> its share of a round's training prompts
 MIXES = {"ultramathstories": {"instructions": 1, "gsm8k": 1, "stories": 1},  # the paper's experiment 2
          # the same with arithmetic word problems in place of GSM8K, for models too small for GSM8K.

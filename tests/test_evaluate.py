@@ -64,7 +64,7 @@ def test_metric_win_rate_where_less_is_better(tmp_path, monkeypatch):
     import types
     import tasks
     task = types.SimpleNamespace(
-        NAME="fewer_repeats", CHAT=False, LOWER_IS_BETTER={"repeats %"},
+        NAME="fewer_repeats", CHAT=False, LOWER_IS_BETTER={"repeats %"}, LABEL="a stand-in",
         reward=lambda ex, r: len(set(r)) / max(len(r), 1),                 # distinct characters: more is better
         group_metrics=lambda ex, rs, rewards: {"repeats %": 100 * (1 - sum(rewards) / len(rewards))})
     monkeypatch.setitem(tasks.TASKS, "fewer_repeats", task)
@@ -79,3 +79,5 @@ def test_metric_win_rate_where_less_is_better(tmp_path, monkeypatch):
         if name != "AD":
             assert m["repeats % AD win rate"] == m["ad_win_rate"]
     assert methods["tau=0"]["ad_win_rate"][0] != 0.5  # greedy and hot decoding differ here
+    assert report["subtasks"]["fewer_repeats"]["label"] == "a stand-in"  # labelled where reported
+    assert "fewer_repeats: a stand-in" in (tmp_path / "report.html").read_text()
