@@ -120,21 +120,19 @@ def constraint_score(text, prefix=PREFIX):
         return 0.0
     return sum(w.lower().startswith(prefix.lower()) for w in words) / len(words)
 
-def reward(example, response):
-    r = constraint_score(response, example.get("prefix", PREFIX))
-    if judge.has_judge():
-        r += QUALITY_WEIGHT * judge.score(example["prompt"], response)
-    return r
-
-
 def group_reward(example, responses):
-    """The N responses to one prompt: the same reward, the judge run on them in one batch."""
+    """Rewards of the N responses to one prompt: constraint_score + QUALITY_WEIGHT * the judge's
+    score (when a judge is set), the judge run on all N in one batch."""
     prefix = example.get("prefix", PREFIX)
     rewards = [constraint_score(r, prefix) for r in responses]
     if judge.has_judge():
         quality = judge.score_batch([example["prompt"]] * len(responses), responses)
         rewards = [r + QUALITY_WEIGHT * q for r, q in zip(rewards, quality)]
     return rewards
+
+
+def reward(example, response):
+    return group_reward(example, [response])[0]
 
 
 def group_metrics(example, responses, rewards):
