@@ -1,13 +1,14 @@
 """
-The AdaptiveDecoder (PAPER.md section 1): a small MLP on top of a frozen LM that reads the LM's
-last hidden state h_t (after the final norm) and outputs P(tau | h_t), a categorical distribution
-over K fixed sampling temperatures. Only this module is trained; the LM never changes.
+The AdaptiveDecoder of *Adaptive Decoding via Latent Preference Optimization* (Dhuliawala et al.,
+arXiv 2411.09661, its Fig. 1): a small MLP on top of a frozen LM that reads the LM's last hidden
+state h_t (after the final norm) and outputs P(tau | h_t), a categorical distribution over K fixed
+sampling temperatures. Only this module is trained; the LM never changes.
 
     level='token'    (AD_tok): a new tau_t is predicted from h_t before every generated token.
     level='sequence' (AD_seq): one tau, predicted from the last prompt token, for the whole response.
 
-The head does not sample tokens itself; sampling code turns P(tau | h) into a temperature and
-then draws from softmax(W h / tau) (argmax when tau = 0).
+The head does not sample tokens itself: sample.py's choose_temperature turns P(tau | h) into a
+temperature, and the token is drawn from softmax(W h / tau) (argmax when tau = 0).
 """
 import math
 
@@ -21,8 +22,7 @@ LEVELS = ("token", "sequence")
 
 class AdaptiveDecoder(nn.Module):
 
-    def __init__(self, d_model, temperatures=DEFAULT_TEMPERATURES, level="token", hidden=None,
-                 base_model="", dropout=0.0):
+    def __init__(self, d_model, temperatures=DEFAULT_TEMPERATURES, level="token", hidden=None, base_model=""):
         super().__init__()
         temps = tuple(float(t) for t in temperatures)
         if len(temps) == 0 or any(t < 0 or not math.isfinite(t) for t in temps):
@@ -30,15 +30,15 @@ class AdaptiveDecoder(nn.Module):
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
         self.d_model, self.hidden = int(d_model), int(hidden or d_model)
-        self.level, self.base_model, self.dropout = level, str(base_model), float(dropout)
+        self.level, self.base_model = level, str(base_model)
         self.temps = temps  # plain tuple copy, for printing and checkpoints
         self.register_buffer("temperatures", torch.tensor(temps, dtype=torch.float32))
         # the 3-layer MLP of the paper, ending in K logits (one per temperature)
         d, h, K = self.d_model, self.hidden, len(temps)
         self.mlp = nn.Sequential(
-            nn.Linear(d, h), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(h, h), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(h, K),
+            nn.Linear(d, h), nn.GELU(),   # (..., d) -> (..., h)
+            nn.Linear(h, h), nn.GELU(),
+            nn.Linear(h, K),              # -> (..., K) logits over the temperatures
         )
         # Zero-init the last layer: the untrained head is exactly uniform over the K temperatures,
         # a neutral starting point for collecting the first round of samples (exploration).
@@ -62,7 +62,7 @@ class AdaptiveDecoder(nn.Module):
 
     # ---------------------------------------------------------------- checkpoints
 
-    def save(self, path, extra=None):
+    def save(self, path):
         """Save weights plus everything needed to rebuild the head and check it fits a model."""
         torch.save({
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
@@ -71,8 +71,6 @@ class AdaptiveDecoder(nn.Module):
             "base_model": self.base_model,
             "d_model": self.d_model,
             "hidden": self.hidden,
-            "dropout": self.dropout,
-            "extra": dict(extra or {}),  # plain python values only (loaded with weights_only=True)
         }, path)
 
     @classmethod
@@ -100,13 +98,11 @@ class AdaptiveDecoder(nn.Module):
             if len(want) != len(have) or any(abs(a - b) > 1e-6 for a, b in zip(want, have)):
                 raise ValueError(f"head {path} was trained with temperatures {have}, not {want}; "
                                  f"its outputs are a distribution over exactly those temperatures")
-        head = cls(ckpt["d_model"], ckpt["temperatures"], ckpt["level"], ckpt["hidden"],
-                   ckpt["base_model"], ckpt.get("dropout", 0.0))
+        head = cls(ckpt["d_model"], ckpt["temperatures"], ckpt["level"], ckpt["hidden"], ckpt["base_model"])
         try:
             head.load_state_dict(ckpt["state_dict"])
         except RuntimeError as e:
             raise ValueError(f"weights in {path} do not match its own configuration: {e}") from e
-        head.extra = ckpt.get("extra", {})
         if isinstance(map_location, (str, torch.device)):
             head = head.to(map_location)
         return head.eval()

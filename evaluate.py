@@ -1,15 +1,17 @@
 """
-Evaluate a trained AdaptiveDecoder on a task's held-out prompts, against every fixed temperature
-of its set and two adaptive baselines the paper lacks (PAPER.md section 4):
+Evaluate a trained AdaptiveDecoder on a task's held-out prompts, as *Adaptive Decoding via Latent
+Preference Optimization* (arXiv 2411.09661) does: AD's win rate against every fixed temperature of
+its set; and against two adaptive baselines the paper does not compare with:
 - min-p sampling (temperature 1, tokens below 0.1 x the top probability dropped),
 - EDT, entropy-based dynamic temperature: tau = T0 * N^(theta / H) at every step.
 
     python evaluate.py --head out/synthetic_sequence/head.pt --task synthetic
 
 For each subtask it reports the mean reward of every method, the win rate of AD against each
-(per prompt: win 1, tie 0.5, loss 0) with a 95% bootstrap confidence interval, and AD's
-temperature histogram (the paper's Fig. 4). Written to stdout (markdown), report.json and
-report.html (histograms and per-token temperature views) in --out_dir.
+(per prompt: win 1, tie 0.5, loss 0) with a 95% bootstrap confidence interval, AD's temperature
+histogram (the paper's Fig. 4) and what the task's temperature_metrics find (its Fig. 5). Written to
+stdout (markdown), report.json and report.html (histograms and per-token temperatures, Fig. 6)
+in --out_dir.
 """
 import argparse
 import html
@@ -23,26 +25,9 @@ from sample import generate, html_page, temperature_html
 from tasks.stats import win_rate
 
 
-def encode(tok, ex):
-    task = tasks.get_task(ex["task"])
-    return tok.encode_prompt(ex["prompt"]) if task.CHAT else tok.encode(ex["prompt"])
-
-
-def respond(model, tok, examples, n, max_new_tokens, seed, **gen_kwargs):
-    """n responses to each example, in one batch: (Generation, responses, rewards), row i*n+j
-    being the j-th response to examples[i]."""
-    prompts = [encode(tok, ex) for ex in examples for _ in range(n)]
-    g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed, **gen_kwargs)
-    responses = [tok.decode(t) for t in g.tokens]
-    rewards = [r for i, ex in enumerate(examples) for r in tasks.group_rewards(ex, responses[i * n:(i + 1) * n])]
-    return g, responses, rewards
-
-
-def subtask(ex):
-    return ex.get("kind", ex["task"])
-
-
 def methods(head, compare=True):
+    """AD with greedy temperature selection, and with compare every fixed temperature of its set and
+    the two adaptive baselines: {name: generate()'s keyword arguments}."""
     m = {"AD": dict(head=head, selection="greedy")}
     if not compare:
         return m
@@ -54,33 +39,39 @@ def methods(head, compare=True):
 
 
 def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batch_size=48, seed=0, out_dir=None,
-             compare=True):
+             compare=True, judge=None):
     """AD (greedy temperature selection) and, with compare, every baseline on the examples, with
-    n_samples responses per prompt and method (default: the tasks' EVAL_SAMPLES, else 1)."""
+    n_samples responses per prompt and method (default: the tasks' EVAL_SAMPLES), scored by the
+    tasks' rewards (judge: for the judged tasks, see tasks/judge.py)."""
     if n_samples is None:
-        n_samples = max(getattr(tasks.get_task(ex["task"]), "EVAL_SAMPLES", 1) for ex in examples)
+        n_samples = max(tasks.get_task(ex["task"]).EVAL_SAMPLES for ex in examples)
     per_batch = max(1, batch_size // n_samples)
+    temps = head.temperatures.tolist()
     results = {}  # method -> {"reward": per-prompt mean reward, "metrics": per-prompt dicts, "samples": [...]}
     for name, kw in methods(head, compare).items():
         rewards, metrics, samples = [], [], []
         for b in range(0, len(examples), per_batch):
             exs = examples[b:b + per_batch]
-            g, responses, rs = respond(model, tok, exs, n_samples, max_new_tokens, seed + b, **kw)
+            prompts = [tasks.prompt_ids(tok, ex) for ex in exs for _ in range(n_samples)]
+            g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b, **kw)
+            responses = [tok.decode(t) for t in g.tokens]
+            rs = tasks.rewards(exs, responses, judge)
             for i, ex in enumerate(exs):
                 rows = range(i * n_samples, (i + 1) * n_samples)
                 rewards.append(sum(rs[j] for j in rows) / n_samples)
                 task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the constraint alone
-                metrics.append(task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows])
-                               if hasattr(task, "group_metrics") else {})
+                metrics.append(task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows], judge))
                 samples += [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
-                             "choices": g.choices[j] if g.choices else None} for j in rows]
+                             "choices": g.choices[j] if g.choices else None,
+                             "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None}
+                            for j in rows]
         results[name] = {"reward": rewards, "metrics": metrics, "samples": samples}
         print(f"  {name}: mean reward {sum(rewards) / len(rewards):.3f}", flush=True)
 
-    temps = head.temperatures.tolist()
     report = {"level": head.level, "temperatures": temps, "subtasks": {}}
-    for sub in sorted({subtask(ex) for ex in examples}):
-        idx = [i for i, ex in enumerate(examples) if subtask(ex) == sub]
+    for sub in sorted({tasks.subtask(ex) for ex in examples}):
+        idx = [i for i, ex in enumerate(examples) if tasks.subtask(ex) == sub]
+        task = tasks.get_task(examples[idx[0]]["task"])
         ad = [results["AD"]["reward"][i] for i in idx]
         rows = {}
         for name, res in results.items():
@@ -88,36 +79,26 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
             rows[name] = {"mean_reward": sum(r) / len(r)}
             if name != "AD":
                 rows[name]["ad_win_rate"] = win_rate(ad, r)  # (rate, lo, hi)
-            lower = getattr(tasks.get_task(examples[idx[0]]["task"]), "LOWER_IS_BETTER", ())
             for key in res["metrics"][idx[0]]:
                 m = [res["metrics"][i][key] for i in idx]
                 rows[name][key] = sum(m) / len(m)
                 if name != "AD":  # AD wins a prompt where its metric is better: lower, for some
-                    sign = -1 if key in lower else 1
+                    sign = -1 if key in task.LOWER_IS_BETTER else 1
                     rows[name][key + " AD win rate"] = win_rate([sign * results["AD"]["metrics"][i][key] for i in idx],
                                                                 [sign * x for x in m])
         ids = {examples[i]["id"] for i in idx}
+        ad_samples = [s for s in results["AD"]["samples"] if s["id"] in ids]
         counts = [0] * len(temps)
-        for s in results["AD"]["samples"]:
-            if s["id"] in ids:
-                ks = s["choices"] if head.level == "token" else s["choices"][:1]
-                for k in ks:
-                    counts[k] += 1
+        for s in ad_samples:
+            for k in (s["choices"] if head.level == "token" else s["choices"][:1]):
+                counts[k] += 1
         report["subtasks"][sub] = {"prompts": len(idx), "methods": rows, "ad_temperature_counts": counts,
                                    "ad_mean_temperature": sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)}
-        task = tasks.get_task(examples[idx[0]]["task"])
-        if hasattr(task, "LABEL"):  # e.g. arithmetic: a stand-in for GSM8K, said wherever it is reported
+        if task.LABEL:  # e.g. arithmetic: a stand-in for GSM8K, said wherever it is reported
             report["subtasks"][sub]["label"] = task.LABEL
-        if head.level == "token" and hasattr(task, "sentence_start_char_offsets"):  # the paper's Fig. 5
-            first, other = sentence_start_temperatures(tok, task, [s for s in results["AD"]["samples"] if s["id"] in ids], temps)
-            report["subtasks"][sub]["ad_mean_temperature_sentence_start"] = sum(first) / max(len(first), 1)
-            report["subtasks"][sub]["ad_mean_temperature_other_tokens"] = sum(other) / max(len(other), 1)
-        if hasattr(task, "better_temperature"):  # a task that knows the right temperature (synthetic)
-            good = []
-            for i in idx:
-                taus = [temps[k] for s in results["AD"]["samples"] if s["id"] == examples[i]["id"] for k in s["choices"]]
-                good.append(task.better_temperature(examples[i], sum(taus) / len(taus)))
-            report["subtasks"][sub]["ad_picks_better_temperature"] = sum(good) / len(good)
+        analysis = task.temperature_metrics([examples[i] for i in idx], ad_samples, tok, head.level)
+        if analysis:  # e.g. the paper's Fig. 5 for constrained stories
+            report["subtasks"][sub]["ad_temperature_metrics"] = analysis
     print_table(report)
     if out_dir is not None:
         out = Path(out_dir)
@@ -128,31 +109,14 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
     return report
 
 
-def sentence_start_temperatures(tok, task, samples, temps):
-    """The temperatures AD chose for the first token of each sentence, and for the other tokens."""
-    first, other = [], []
-    for s in samples:
-        text = tok.decode(s["tokens"])
-        starts = set(task.sentence_start_char_offsets(text))
-        begin = 0
-        for i, k in enumerate(s["choices"][:len(s["tokens"])]):
-            end = len(tok.decode(s["tokens"][:i + 1]))  # the characters token i added
-            (first if any(begin <= o < end for o in starts) else other).append(temps[k])
-            begin = end
-    return first, other
-
-
 def print_table(report):
     for sub, r in report["subtasks"].items():
         hist = ", ".join(f"{t:g}: {c}" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
-        better = r.get("ad_picks_better_temperature")
-        better = "" if better is None else f"; picks the better temperature for {better:.0%} of prompts"
         label = f": {r['label']}" if r.get("label") else ""
         print(f"\n### {sub}{label} ({r['prompts']} prompts; AD_{report['level'][:3]} mean temperature "
-              f"{r['ad_mean_temperature']:.2f}; choices {hist}{better})\n")
-        if "ad_mean_temperature_sentence_start" in r:
-            print(f"AD's mean temperature on the first token of a sentence: {r['ad_mean_temperature_sentence_start']:.2f}, "
-                  f"on the other tokens: {r['ad_mean_temperature_other_tokens']:.2f}\n")
+              f"{r['ad_mean_temperature']:.2f}; choices {hist})\n")
+        for what, value in r.get("ad_temperature_metrics", {}).items():
+            print(f"AD's {what}: {value:.2f}\n")
         extra = [k for k in r["methods"]["AD"] if k != "mean_reward"]  # the task's own metrics
         print("| method | mean reward | AD win rate [95% CI] |" + "".join(f" {k} | AD win rate |" for k in extra))
         print("|---|---|---|" + "---|---|" * len(extra))
@@ -199,6 +163,7 @@ def main():
     args = p.parse_args()
 
     from adaptive_head import AdaptiveDecoder
+    from tasks import judge
     from model import Transformer
     from tokenizer import Tokenizer
     examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
@@ -206,18 +171,8 @@ def main():
     model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
     tok = Tokenizer.from_pretrained(args.model)
     head = AdaptiveDecoder.load(args.head, d_model=model.config.d_model, map_location=args.device)
-    set_judge(args.judge, model, tok, args.device)
     evaluate(model, tok, head, examples, args.n_samples, args.max_new_tokens, args.batch_size, args.seed,
-             args.out_dir or Path(args.head).parent)
-
-
-def set_judge(source, model, tok, device):
-    """Plug the reward for judged tasks (stories, instructions) into tasks.judge."""
-    from tasks import judge
-    if source == "offline":
-        judge.set_judge(judge.OfflineJudge(model, tok).score)
-    else:  # in the LM's dtype: bfloat16 on a GPU, where an 8B reward model takes 16 GB
-        judge.set_judge(judge.RewardModel(source, device=device, dtype=model.lm_head.weight.dtype).score)
+             args.out_dir or Path(args.head).parent, judge=judge.load(args.judge, model, tok))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,38 @@
 """
-Latent Preference Optimization (PAPER.md section 2): the losses that train the AdaptiveDecoder
-from (chosen, rejected) response pairs. Plain functions on tensors; B = pairs, T = response
-positions, K = temperatures, V = vocabulary.
+Latent Preference Optimization, the training method of *Adaptive Decoding via Latent Preference
+Optimization* (Dhuliawala et al., arXiv 2411.09661, Section 3): the pairs and the losses that train
+the AdaptiveDecoder. Plain functions on tensors; B = pairs, T = response positions,
+K = temperatures, V = vocabulary.
 
+    preference_pairs        a prompt's best response (chosen) against its worst (rejected)
     (a) lpo_loss            temperatures as tokens, AD terms only (the paper's Eq. 10)
     (b) -                   joint with the response tokens; with a frozen LM it *is* (a)
-    (c) lpo_marginal_loss   temperature as a latent variable, marginalised per token
-    (d) nll_loss            baseline: -log P(tau^c)
+    (c) lpo_marginal_loss   temperature as a latent variable, marginalised per token (Section 3.3)
+    (d) nll_loss            baseline: -log P(tau^c) (the paper's Table 4 compares it with (a), (c))
 
 Padding: every (B, T) tensor comes with a mask (True/nonzero = real response position). Masked
 positions are dropped with torch.where, never multiplied by 0, so garbage there (huge, inf, nan)
 reaches neither the loss nor the gradients.
 """
-import math
-
 import torch
 import torch.nn.functional as F
+
+
+def preference_pairs(samples):
+    """The training pairs: for each prompt (samples with the same "id"), its highest-reward response
+    is chosen and its lowest-reward one rejected; a prompt whose responses all have the same reward
+    gives no pair. samples: dicts with "id" and "reward". Returns [(chosen, rejected)], in the order
+    the prompts first appear (the first of tied bests, the first of tied worsts)."""
+    groups = {}
+    for s in samples:
+        groups.setdefault(s["id"], []).append(s)
+    pairs = []
+    for group in groups.values():
+        best = max(group, key=lambda s: s["reward"])
+        worst = min(group, key=lambda s: s["reward"])
+        if best["reward"] > worst["reward"]:
+            pairs.append((best, worst))
+    return pairs
 
 
 def sequence_logp(step_logps, mask=None):
@@ -57,22 +74,14 @@ def lpo_loss(chosen_logps, rejected_logps, beta=0.1):
     return _preference_loss(beta * margin, margin)
 
 
-def nll_loss(chosen_logps, n_tokens=None):
-    """Baseline (d): L = -log P(tau^c), mean over pairs. With n_tokens (B,) each pair's term is
-    divided by its number of temperature choices (per-token NLL)."""
-    nll = -chosen_logps
-    if n_tokens is not None:
-        nll = nll / torch.as_tensor(n_tokens, dtype=nll.dtype, device=nll.device).clamp(min=1)
-    return nll.mean()
-
-
-def uniform_logprobs(shape, K, device=None, dtype=torch.float32):
-    """A uniform reference head for loss (c): log P_ref(tau | h) = -log K everywhere, (*shape, K)."""
-    return torch.full((*shape, K), -math.log(K), device=device, dtype=dtype)
+def nll_loss(chosen_logps):
+    """Baseline (d): L = -log P(tau^c), mean over pairs (the paper's Fig. 7: without the rejected
+    side, it picks worse temperatures)."""
+    return (-chosen_logps).mean()
 
 
 def mixture_token_logps(lm_logits, head_logprobs, temperatures, tokens):
-    """Per-token log-likelihood of AD viewed as a mixture (PAPER.md section 1):
+    """Per-token log-likelihood of AD viewed as a mixture over temperatures (the paper's Section 3.3):
         log P(y_t | h_t) = log sum_k P(tau_k | h_t) * softmax(lm_logits_t / tau_k)[y_t]
     computed as logsumexp_k( log P(tau_k | h_t) + log softmax(lm_logits_t / tau_k)[y_t] ).
     tau = 0 is greedy, a one-hot on argmax(lm_logits_t): its log-prob is 0 if y_t is the argmax,
@@ -105,7 +114,7 @@ def lpo_marginal_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, 
         L = -log sigma( beta * sum_t [log mix(y^c_t) - log mix_ref(y^c_t)]
                       - beta * sum_t [log mix(y^r_t) - log mix_ref(y^r_t)] )
     where mix = sum_tau P(y_t | h_t, tau) P(tau | h_t) with the current head and mix_ref the same
-    with a frozen copy of the head (or uniform_logprobs). Inputs are (B, T) per-token values from
+    with a frozen copy of the head (or a uniform one). Inputs are (B, T) per-token values from
     mixture_token_logps; masks (B, T) mark real response tokens (the two sides may differ in T).
     Returns (loss, stats) with stats['accuracy'] = fraction of pairs whose implicit reward favours
     the chosen response and stats['margin'] = its mean (before beta)."""

@@ -32,6 +32,7 @@ from weights import WeightFileError, read_checkpoint_dir, read_gguf, resolve_sou
 
 @dataclass
 class Config:
+    """A model's shape. Defaults: SmolLM2-135M-Instruct, the embedded default model (see rope_theta)."""
     arch: str = "llama"            # "gpt2" or "llama"
     vocab_size: int = 49152
     n_layer: int = 30
@@ -42,7 +43,7 @@ class Config:
     head_dim: int = 64
     max_seq_len: int = 8192
     norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
+    rope_theta: float = 10000.0    # Llama 2's; SmolLM2's 100000.0 comes from its file
     rope_scaling: dict | None = None   # {"rope_type": "llama3", "factor": ..., ...} or None
     tie_embeddings: bool = True
     n_labels: int = 0              # 0: a language model; > 0: a classifier/reward model whose head
@@ -56,7 +57,8 @@ class Config:
 def rope_frequencies(cfg):
     """Inverse frequencies theta^(-2i/d), i < d/2, with Llama 3.1's "llama3" scaling if asked:
     long wavelengths are divided by `factor`, short ones kept, the band between interpolated."""
-    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64) / cfg.head_dim))
+    inv_freq = 1.0 / (cfg.rope_theta
+                      ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64) / cfg.head_dim))
     s = cfg.rope_scaling
     if s and s.get("rope_type", s.get("type")) == "llama3":
         old_len = s["original_max_position_embeddings"]
@@ -95,6 +97,13 @@ class KVCache:
         self.k[layer, :, :, self.pos:self.pos + T] = k
         self.v[layer, :, :, self.pos:self.pos + T] = v
         return self.k[layer, :, :, :self.pos + T], self.v[layer, :, :, :self.pos + T]
+
+    def copy_rows(self, other, rows):
+        """Row i of this cache becomes row rows[i] of other, for the positions other has filled:
+        a prompt prefilled once serves its N samples. rows: (B,) long."""
+        n = other.pos
+        self.k[:, :, :, :n], self.v[:, :, :, :n] = other.k[:, rows, :, :n], other.v[:, rows, :, :n]
+        self.pos = n
 
 
 def attention_mask(pad, start, T, device):
@@ -300,7 +309,8 @@ def config_from_hf(hf, where):
                       max_seq_len=hf.get("max_position_embeddings", 2048),
                       norm_eps=hf.get("rms_norm_eps", 1e-6),
                       rope_theta=hf.get("rope_theta") or rope.get("rope_theta", 10000.0),
-                      rope_scaling=rope if rope.get("rope_type", rope.get("type", "default")) != "default" else None,
+                      rope_scaling=(rope if rope.get("rope_type", rope.get("type", "default")) != "default"
+                                    else None),
                       tie_embeddings=hf.get("tie_word_embeddings", False) and not n_labels,
                       n_labels=n_labels)
     raise WeightFileError(f"{where}: unknown architecture model_type={arch!r}; supported are "
@@ -318,7 +328,8 @@ def state_dict_from_hf(t, cfg, where):
             for i in range(cfg.n_layer):
                 p, q = f"h.{i}.", f"layers.{i}."
                 for ours, theirs in [("attn_norm", "ln_1"), ("mlp_norm", "ln_2")]:
-                    sd[q + ours + ".weight"], sd[q + ours + ".bias"] = t[p + theirs + ".weight"], t[p + theirs + ".bias"]
+                    sd[q + ours + ".weight"] = t[p + theirs + ".weight"]
+                    sd[q + ours + ".bias"] = t[p + theirs + ".bias"]
                 for ours, theirs in [("attn.wqkv", "attn.c_attn"), ("attn.wo", "attn.c_proj"),
                                      ("mlp.w_in", "mlp.c_fc"), ("mlp.w_out", "mlp.c_proj")]:
                     sd[q + ours + ".weight"] = t[p + theirs + ".weight"].t()
@@ -331,7 +342,8 @@ def state_dict_from_hf(t, cfg, where):
                 p, q = f"layers.{i}.", f"layers.{i}."
                 a, m = p + "self_attn.", p + "mlp."
                 sd[q + "attn_norm.weight"] = t[p + "input_layernorm.weight"]
-                sd[q + "attn.wqkv.weight"] = torch.cat([t[a + "q_proj.weight"], t[a + "k_proj.weight"], t[a + "v_proj.weight"]])
+                sd[q + "attn.wqkv.weight"] = torch.cat([t[a + "q_proj.weight"], t[a + "k_proj.weight"],
+                                                        t[a + "v_proj.weight"]])
                 sd[q + "attn.wo.weight"] = t[a + "o_proj.weight"]
                 sd[q + "mlp_norm.weight"] = t[p + "post_attention_layernorm.weight"]
                 sd[q + "mlp.w_in.weight"] = torch.cat([t[m + "gate_proj.weight"], t[m + "up_proj.weight"]])
@@ -373,9 +385,10 @@ def state_dict_from_gguf(t, cfg, where):
         for i in range(cfg.n_layer):
             p, q = f"blk.{i}.", f"layers.{i}."
             sd[q + "attn_norm.weight"] = t[p + "attn_norm.weight"]
-            sd[q + "attn.wqkv.weight"] = torch.cat([unpermute_rope_rows(t[p + "attn_q.weight"], cfg.n_head),
-                                                    unpermute_rope_rows(t[p + "attn_k.weight"], cfg.n_kv_head),
-                                                    t[p + "attn_v.weight"]])
+            sd[q + "attn.wqkv.weight"] = torch.cat([
+                unpermute_rope_rows(t[p + "attn_q.weight"], cfg.n_head),
+                unpermute_rope_rows(t[p + "attn_k.weight"], cfg.n_kv_head),
+                t[p + "attn_v.weight"]])
             sd[q + "attn.wo.weight"] = t[p + "attn_output.weight"]
             sd[q + "mlp_norm.weight"] = t[p + "ffn_norm.weight"]
             sd[q + "mlp.w_in.weight"] = torch.cat([t[p + "ffn_gate.weight"], t[p + "ffn_up.weight"]])

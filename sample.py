@@ -1,17 +1,21 @@
 """
-Batched generation from the KV cache, with a fixed temperature or with the adaptive decoder.
+Batched generation with a KV cache, at a fixed temperature or with the adaptive decoder of
+*Adaptive Decoding via Latent Preference Optimization* (Dhuliawala et al., arXiv 2411.09661).
 
     generate(model, prompts, max_new_tokens, temperature=0.7)          # fixed temperature
     generate(model, prompts, max_new_tokens, head=head)                 # adaptive decoding
 
-The prompts (lists of token ids, of different lengths) are left-padded into one batch and
-prefilled in one forward pass; then every row decodes one token per step from the cache, and
-each row stops at its end-of-turn token. Temperature 0 is greedy.
+As in gpt-fast: `prefill` runs the left-padded prompts through the model once, filling the cache;
+then `decode_step` feeds one new token per row, and the loop in `generate` picks that token.
+Temperature 0 is greedy. Each row stops at its end-of-turn token.
 
-With an AdaptiveDecoder head (adaptive_head.py) the temperature is chosen by the head from the
-LM's final hidden state (PAPER.md section 1): once per row from the last prompt token
-(level "sequence", AD_seq), or before every token (level "token", AD_tok). Rows with different
-temperatures decode together in one batched step.
+Adaptive decoding (the paper's Fig. 1) is `choose_temperature`: the AdaptiveDecoder
+(adaptive_head.py) reads the LM's final hidden state h and gives P(tau | h); the temperature is its
+argmax ("greedy" selection) or a draw from it ("sampled"; the paper's Table 5 compares the two).
+AD_seq chooses once per row, from the last prompt token; AD_tok before every token. Rows with
+different temperatures decode together in one batched step. Two adaptive baselines the paper does
+not compare with have small functions of their own: min-p (in `sample_next`) and EDT
+(`edt_temperature`).
 
 CLI:
     python sample.py --model smollm2 --prompt "Write a haiku about the sea."
@@ -38,13 +42,38 @@ class Generation:
     temperatures: torch.Tensor | None  # adaptive: the head's (K,) temperature set
 
 
+def choose_temperature(head, h, selection="sample", explore=0.0, generator=None):
+    """The adaptive decoder's choice: P(tau | h) from the head, then its argmax (selection
+    "greedy") or a draw from it ("sample"). With explore > 0 the draw is from the mixture
+    (1 - explore) P(tau | h) + explore / K, so that training data keeps trying every temperature.
+    h: (B, d) -> (index of the temperature chosen (B,), the temperature (B,))."""
+    logp = head.log_probs(h)                                             # (B, K)
+    if selection == "greedy":
+        k = logp.argmax(dim=-1)
+    else:
+        probs = (1 - explore) * logp.exp() + explore / logp.shape[-1]
+        k = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return k, head.temperatures[k]
+
+
+def edt_temperature(logits, T0=1.0, N=0.8, theta=1.0):
+    """EDT, entropy-based dynamic temperature (Zhang et al. 2024), a baseline: tau = T0 * N^(theta/H),
+    H the entropy of the next-token distribution, so confident steps get a low temperature."""
+    logp = torch.log_softmax(logits, dim=-1)
+    entropy = -(logp.exp() * logp).sum(dim=-1).clamp(min=1e-6)
+    return T0 * N ** (theta / entropy)
+
+
 def sample_next(logits, temperature, top_p=None, min_p=None, generator=None):
-    """One token per row from logits (B, V) at temperature (B,) (0 = greedy, argmax).
+    """One token per row from logits (B, V) at temperature (a float, or (B,) per row; 0 = greedy).
     top_p keeps the smallest set of tokens whose probability reaches p; min_p keeps the tokens
     whose probability is at least min_p times the most likely one's."""
     greedy = logits.argmax(dim=-1)
-    t = temperature.clamp(min=1e-5)[:, None]
-    probs = torch.softmax(logits / t, dim=-1)
+    if not torch.is_tensor(temperature):
+        if temperature == 0:
+            return greedy                                   # no softmax needed
+        temperature = torch.full(greedy.shape, temperature, dtype=torch.float32, device=logits.device)
+    probs = torch.softmax(logits / temperature.clamp(min=1e-5)[:, None], dim=-1)
     if min_p is not None:
         probs = probs.masked_fill(probs < min_p * probs.amax(dim=-1, keepdim=True), 0.0)
     if top_p is not None:
@@ -52,25 +81,54 @@ def sample_next(logits, temperature, top_p=None, min_p=None, generator=None):
         drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # the mass before this token already reaches p
         probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
     # inverse-CDF sampling: one uniform number per row (torch.multinomial draws far more random
-    # numbers and was 8x slower at batch 32 on the CPU), and no host sync on a GPU
+    # numbers and is much slower at batch 32 on the CPU), and no host sync on a GPU
     cdf = probs.cumsum(dim=-1)
     u = torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator) * cdf[:, -1:]
     sampled = torch.searchsorted(cdf, u)[:, 0].clamp(max=logits.shape[-1] - 1)
     return torch.where(temperature == 0, greedy, sampled)
 
 
+def left_pad(prompts, pad_id, device):
+    """Prompts of different lengths as one batch: idx (B, L) left-padded, and pad (B,) the number
+    of pad tokens per row (None when no row is padded: the faster unmasked attention paths)."""
+    L = max(len(p) for p in prompts)
+    idx = torch.tensor([[pad_id] * (L - len(p)) + list(p) for p in prompts], device=device)
+    pad = torch.tensor([L - len(p) for p in prompts], device=device)
+    return idx, (pad if pad.any() else None)
+
+
+def prefill(model, idx, pad, cache):
+    """The prompts through the model in one forward pass, filling the cache. A prompt given several
+    times (N samples of one prompt) goes through once; its rows of the cache are copies.
+    Returns logits (B, V) and the final hidden state h (B, d) at the last prompt token."""
+    pads = pad.tolist() if pad is not None else [0] * len(idx)
+    first = {}  # distinct prompt -> its index among the distinct ones, in order of appearance
+    of_row = [first.setdefault((n, *row), len(first)) for row, n in zip(idx.tolist(), pads)]
+    if len(first) == len(of_row):
+        logits, h = model(idx, cache=cache, pad=pad, last_only=True, return_hidden=True)
+        return logits[:, -1], h[:, -1]
+    rows = torch.tensor([of_row.index(u) for u in range(len(first))], device=idx.device)  # one row each
+    once = KVCache(model.config, len(rows), idx.shape[1], idx.device, cache.k.dtype)
+    logits, h = model(idx[rows], cache=once, pad=None if pad is None else pad[rows], last_only=True,
+                      return_hidden=True)
+    expand = torch.tensor(of_row, device=idx.device)
+    cache.copy_rows(once, expand)
+    return logits[expand, -1], h[expand, -1]
+
+
+def decode_step(model, tok, cache, pad):
+    """One new token per row (B,) through the model, attending to the cache: logits (B, V), h (B, d)."""
+    logits, h = model(tok[:, None], cache=cache, pad=pad, last_only=True, return_hidden=True)
+    return logits[:, -1], h[:, -1]
+
+
 @torch.no_grad()  # not inference_mode: the hidden states it returns may feed a trained head
-def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample",
-             top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0, use_cache=True,
-             explore=0.0):
-    """prompts: list of B lists of token ids. temperature: a float, or a (B,) tensor of per-row
-    temperatures (ignored when head is given). head: an AdaptiveDecoder; selection "greedy" takes
-    the argmax of P(tau | h), "sample" draws from it, or with explore > 0 from the mixture
-    (1 - explore) P(tau | h) + explore / K (training data that keeps trying every temperature once
-    the head is sure of itself). edt=(T0, N, theta): entropy-based dynamic
-    temperature (Zhang et al. 2024), a baseline: at every step tau = T0 * N^(theta / H), H the
-    entropy of the next-token distribution. use_cache=False recomputes the whole
-    sequence at every step (slow: the reference the KV cache must agree with). Returns a Generation."""
+def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample", explore=0.0,
+             top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0):
+    """prompts: B lists of token ids. temperature: a float, or a (B,) tensor of per-row
+    temperatures. head: an AdaptiveDecoder, which chooses the temperature instead (see
+    choose_temperature for selection and explore). edt=(T0, N, theta): the EDT baseline instead.
+    keep_hidden: also return the hidden state each choice was made from. Returns a Generation."""
     device = model.lm_head.weight.device
     B, L = len(prompts), max(len(p) for p in prompts)
     if min(len(p) for p in prompts) == 0:
@@ -81,82 +139,51 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
                          "or ask for fewer new tokens")
     gen = torch.Generator(device=device)
     gen.manual_seed(seed if seed is not None else torch.seed())
-    pad = torch.tensor([L - len(p) for p in prompts], device=device)
-    idx = torch.tensor([[pad_id] * (L - len(p)) + list(p) for p in prompts], device=device)
-    pad = pad if pad.any() else None  # no padding: the faster unmasked attention paths
+    temp = temperature if not torch.is_tensor(temperature) else temperature.to(device, torch.float32)
     stop = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
-    if head is None:
-        temp = torch.as_tensor(temperature, dtype=torch.float32, device=device).expand(B)
 
-    cache = KVCache(model.config, B, L + max_new_tokens, device, model.lm_head.weight.dtype) if use_cache else None
-    # prefill. A prompt given several times (N samples of one prompt) goes through the model once;
-    # its rows of the cache are copies
-    first = {}
-    of_row = [first.setdefault(tuple(p), len(first)) for p in prompts]  # row -> its distinct prompt
-    if use_cache and len(first) < B:
-        rows = torch.tensor([of_row.index(u) for u in range(len(first))], device=device)  # one row each
-        expand = torch.tensor(of_row, device=device)
-        once = KVCache(model.config, len(rows), L, device, model.lm_head.weight.dtype)
-        logits, h = model(idx[rows], cache=once, pad=None if pad is None else pad[rows], last_only=True,
-                          return_hidden=True)
-        cache.k[:, :, :, :L], cache.v[:, :, :, :L], cache.pos = once.k[:, expand], once.v[:, expand], L
-        logits, h = logits[expand], h[expand]
-    else:
-        logits, h = model(idx, cache=cache, pad=pad, last_only=True, return_hidden=True)
+    idx, pad = left_pad(prompts, pad_id, device)
+    cache = KVCache(model.config, B, L + max_new_tokens, device, model.lm_head.weight.dtype)
+    logits, h = prefill(model, idx, pad, cache)
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
-    hidden = []
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    check_every = 1 if device.type == "cpu" else 8  # "all rows done?" is a host sync on a GPU
+    hidden, done = [], torch.zeros(B, dtype=torch.bool, device=device)
     for step in range(max_new_tokens):
-        h = h[:, -1]                                                         # (B, d)
-        if head is not None and (head.level == "token" or step == 0):
-            logp = head.log_probs(h)                                         # (B, K)
-            if selection == "greedy":
-                k = logp.argmax(dim=-1)
-            else:
-                probs = (1 - explore) * logp.exp() + explore / logp.shape[-1]
-                k = torch.multinomial(probs, 1, generator=gen)[:, 0]
-            temp = head.temperatures[k]
+        if head is not None and (head.level == "token" or step == 0):   # AD_tok: every step; AD_seq: once
+            k, temp = choose_temperature(head, h, selection, explore, gen)
+        elif edt is not None:
+            temp = edt_temperature(logits, *edt)
+        tok = sample_next(logits, temp, top_p, min_p, gen).masked_fill(done, pad_id)
+        out[:, step] = tok
         if head is not None:
             choices[:, step] = k
         if keep_hidden:
             hidden.append(h)
-        if edt is not None:  # confident steps (low entropy) get a low temperature
-            T0, N, theta = edt
-            logp = torch.log_softmax(logits[:, -1], dim=-1)
-            entropy = -(logp.exp() * logp).sum(dim=-1).clamp(min=1e-6)
-            temp = T0 * N ** (theta / entropy)
-        if head is None and edt is None and not torch.is_tensor(temperature) and temperature == 0:
-            tok = logits[:, -1].argmax(dim=-1)  # greedy: no softmax needed
-        else:
-            tok = sample_next(logits[:, -1], temp, top_p, min_p, gen)
-        tok = tok.masked_fill(done, pad_id)
-        out[:, step] = tok
         done |= torch.isin(tok, stop)
-        if step + 1 == max_new_tokens or (step % check_every == 0 and done.all()):
+        # "all rows done?" reads a value back from the device: on a GPU, ask every 8 steps only
+        if step + 1 == max_new_tokens or (step % (1 if device.type == "cpu" else 8) == 0 and done.all()):
             break
-        if use_cache:  # only the new token goes through the model
-            logits, h = model(tok[:, None], cache=cache, pad=pad, last_only=True, return_hidden=True)
-        else:
-            idx = torch.cat([idx, tok[:, None]], dim=1)
-            logits, h = model(idx, pad=pad, last_only=True, return_hidden=True)
+        logits, h = decode_step(model, tok, cache, pad)
 
-    # cut each row at its first stop token
-    out, choices = out[:, :step + 1].tolist(), choices[:, :step + 1].tolist()
-    tokens, chosen = [], []
-    stop_set = set(stop_ids)
-    for row, ks in zip(out, choices):
-        n = next((i for i, t in enumerate(row) if t in stop_set), len(row))
-        tokens.append(row[:n])
-        chosen.append(ks[:n + 1 if n < len(row) else n])  # the choice that produced the stop token too
+    tokens, chosen = cut_at_stop(out[:, :step + 1].tolist(), choices[:, :step + 1].tolist(), stop_ids)
     return Generation(tokens=tokens, choices=chosen if head is not None else None,
                       hidden=torch.stack(hidden, dim=1) if keep_hidden else None,
                       temperatures=head.temperatures if head is not None else None)
 
 
+def cut_at_stop(rows, choices, stop_ids):
+    """Each row up to its first stop token (excluded); its choices keep the one that produced the
+    stop token, a decision of the head like any other."""
+    tokens, chosen, stop_ids = [], [], set(stop_ids)
+    for row, ks in zip(rows, choices):
+        n = next((i for i, t in enumerate(row) if t in stop_ids), len(row))
+        tokens.append(row[:n])
+        chosen.append(ks[:n + 1 if n < len(row) else n])
+    return tokens, chosen
+
+
 def temperature_html(tokenizer, tokens, choices, temperatures, title=""):
-    """An HTML section: each token shaded by the temperature chosen for it (PAPER.md's Fig. 6),
+    """An HTML section: each token shaded by the temperature chosen for it (the paper's Fig. 6),
     white for 0 (greedy), deeper red for hotter. html_page() makes a file of sections."""
     tmax = max(float(temperatures.max()), 1e-6)
     spans = []

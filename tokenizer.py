@@ -33,10 +33,12 @@ GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|
 # whitespace rule '\s+(?!\S)' ("not followed by a non-space") also accepts a following digit.
 SMOLLM_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
 # Llama 3 (Meta's tokenizer.py): case-insensitive contractions, numbers in groups of up to 3.
-LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-LLAMA3_SPECIALS = (["<|begin_of_text|>", "<|end_of_text|>"] + [f"<|reserved_special_token_{i}|>" for i in range(4)]
-                   + ["<|start_header_id|>", "<|end_header_id|>", "<|reserved_special_token_4|>", "<|eot_id|>"]
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPECIALS = (["<|begin_of_text|>", "<|end_of_text|>"]
+                   + [f"<|reserved_special_token_{i}|>" for i in range(4)]
+                   + ["<|start_header_id|>", "<|end_header_id|>", "<|reserved_special_token_4|>",
+                      "<|eot_id|>"]
                    + [f"<|reserved_special_token_{i}|>" for i in range(5, 251)])  # 256 in all
 GGUF_PATTERNS = {"smollm": SMOLLM_PATTERN, "gpt-2": GPT2_PATTERN, "default": GPT2_PATTERN,
                  "llama-bpe": LLAMA3_PATTERN, "llama3": LLAMA3_PATTERN}
@@ -48,7 +50,8 @@ GPT2_FILES = [os.environ.get("GPT2_TIKTOKEN", ""),  # explicit path, else the pr
 
 def bytes_to_unicode():
     """GPT-2's map from the 256 bytes to printable characters (printable bytes map to themselves)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+          + list(range(ord("®"), 256)))
     cs = bs + [256 + n for n in range(256 - len(bs))]
     bs = bs + [b for b in range(256) if b not in bs]
     return dict(zip(bs, map(chr, cs)))
@@ -65,7 +68,8 @@ def load_tiktoken_file(path) -> dict[bytes, int]:
     """A tiktoken BPE file: one 'base64(token) rank' per line."""
     try:
         with open(path, "rb") as f:
-            return {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in f if line.strip())}
+            return {base64.b64decode(tok): int(rank)
+                    for tok, rank in (line.split() for line in f if line.strip())}
     except (ValueError, UnicodeDecodeError) as e:
         raise WeightFileError(f"{path} is not a tiktoken BPE file (base64 token + rank per line): {e}") from e
 
@@ -84,7 +88,8 @@ class Tokenizer:
             self._to_rank = np.full(n_vocab, -1, dtype=np.int64)  # the inverse: real id -> tiktoken id
             self._to_rank[to_id[known]] = known
         self._to_id = to_id
-        self.enc = tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=tik_specials)
+        self.enc = tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=ranks,
+                                     special_tokens=tik_specials)
         self.n_vocab = n_vocab or self.enc.n_vocab
         self.bos_id, self.eos_id = self.special_tokens.get(bos), self.special_tokens.get(eos)
         has = lambda *names: [self.special_tokens[s] for s in names if s in self.special_tokens]
@@ -150,8 +155,9 @@ class Tokenizer:
         vocab = {t: i for i, t in enumerate(tokens) if types[i] == 1}  # 1 = normal, 3 = control, 4 = user
         specials = {t: i for i, t in enumerate(tokens) if types[i] != 1}
         bos, eos = (meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos"))
-        return cls.from_bpe(Path(path).stem, GGUF_PATTERNS[pre], vocab, meta["tokenizer.ggml.merges"], specials,
-                            tokens[bos] if bos is not None else None, tokens[eos] if eos is not None else None)
+        return cls.from_bpe(Path(path).stem, GGUF_PATTERNS[pre], vocab, meta["tokenizer.ggml.merges"],
+                            specials, tokens[bos] if bos is not None else None,
+                            tokens[eos] if eos is not None else None)
 
     @classmethod
     def from_dir(cls, path):
@@ -175,7 +181,8 @@ class Tokenizer:
         bos, eos = [t["content"] if isinstance(t, dict) else t for t in (bos, eos)]
         if "<|begin_of_text|>" in specials and not config:
             bos, eos = "<|begin_of_text|>", "<|end_of_text|>"
-        return cls.from_bpe(path.name, pattern_of(tj["pre_tokenizer"]), vocab, model["merges"], specials, bos, eos)
+        return cls.from_bpe(path.name, pattern_of(tj["pre_tokenizer"]), vocab, model["merges"], specials,
+                            bos, eos)
 
     @classmethod
     def from_bpe(cls, name, pattern, vocab, merges, specials, bos=None, eos=None):
@@ -198,7 +205,8 @@ class Tokenizer:
     # ---- encoding / decoding -------------------------------------------------------------------
     def encode(self, text: str, allow_special=False) -> list[int]:
         """allow_special: strings like '<|im_end|>' become their ids (else they are ordinary text)."""
-        ranks = self.enc.encode(text, allowed_special="all") if allow_special else self.enc.encode_ordinary(text)
+        ranks = (self.enc.encode(text, allowed_special="all") if allow_special
+                 else self.enc.encode_ordinary(text))
         if self._to_id is None:
             return ranks
         ids = self._to_id[np.asarray(ranks, dtype=np.int64)]
@@ -230,7 +238,8 @@ class Tokenizer:
             text = "<|begin_of_text|>" + "".join(
                 f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>"
                 for m in messages)
-            return text + ("<|start_header_id|>assistant<|end_header_id|>\n\n" if add_generation_prompt else "")
+            return text + ("<|start_header_id|>assistant<|end_header_id|>\n\n"
+                           if add_generation_prompt else "")
         return "".join(m["content"] for m in messages)
 
     def encode_chat(self, messages, add_generation_prompt=True) -> list[int]:
@@ -246,12 +255,14 @@ class Tokenizer:
 
 
 def pattern_of(pre):
-    """The split regex for a tokenizer.json pre_tokenizer: ByteLevel, [Digits, ByteLevel] or [Split, ByteLevel]."""
+    """The split regex for a tokenizer.json pre_tokenizer: ByteLevel, [Digits, ByteLevel] or
+    [Split, ByteLevel]."""
     steps = pre["pretokenizers"] if pre and pre["type"] == "Sequence" else [pre or {"type": None}]
     types = [s["type"] for s in steps]
     last = steps[-1]
     if types[-1] != "ByteLevel" or last.get("add_prefix_space"):
-        raise WeightFileError(f"unsupported pre_tokenizer {types}: expected byte-level without a prefix space")
+        raise WeightFileError(f"unsupported pre_tokenizer {types}: expected byte-level without a prefix "
+                              "space")
     if types == ["ByteLevel"] and last.get("use_regex", True):
         return GPT2_PATTERN
     if types == ["Digits", "ByteLevel"] and steps[0]["individual_digits"] and last.get("use_regex", True):

@@ -1,27 +1,29 @@
 """
-Online Latent Preference Optimization (PAPER.md section 2): train the AdaptiveDecoder head on
-top of a frozen LM from preferences between the LM's own samples.
+Online Latent Preference Optimization: train the AdaptiveDecoder head on top of a frozen LM from
+preferences between the LM's own samples, as in *Adaptive Decoding via Latent Preference
+Optimization* (Dhuliawala et al., arXiv 2411.09661, Section 3).
 
     python train.py        # the default experiment: SmolLM2, the UltraMathStories mixture with
                            # arithmetic problems in place of GSM8K, the offline judge, AD_seq
     python train.py --task synthetic --level sequence --n_samples 6 --prompts_per_round 64 \
         --test_prompts 48 --max_new_tokens 24 --compare 0     # a task whose answer is known
 
-For each round:
-  1. collect: N responses per training prompt, generated with the current head (temperatures
-     sampled from it; by default half of the draws uniform instead, see --explore), keeping the
-     temperature chosen at every step and the hidden states it was chosen from; score each
-     response with the task's reward;
-  2. pairs: the best and the worst response of each prompt (prompts whose responses all tie
-     give no pair);
-  3. train: AdamW on the head with the chosen loss, for some epochs over the round's pairs; the
-     LM is not run again (the stored hidden states are what the head and the LM head read);
-  4. report the preference accuracy on held-out pairs and save the head.
-After the last round, the head decodes the held-out prompts (greedy temperature selection).
+Each round (the loop at the bottom of this file):
+  1. generate: N responses per training prompt with the current head (temperatures sampled from
+     it; by default half of the draws uniform instead, see --explore), keeping the temperature
+     chosen at every step and the hidden state it was chosen from;
+  2. decode the responses to text and score them with the task's reward (tasks.rewards);
+  3. pairs: the best and the worst response of each prompt (lpo.preference_pairs; prompts whose
+     responses all tie give no pair);
+  4. loss and step: AdamW on the head with the loss chosen by --loss, for some epochs over the
+     pairs; the LM is not run again (the stored hidden states are what the head and the LM head read);
+  5. report the preference accuracy on held-out pairs and save the head.
+After the last round, the head decodes the held-out prompts (greedy temperature selection), against
+every fixed temperature and two adaptive baselines (evaluate.py).
 
 Everything collected is written to out_dir as it is made (one file per batch, written
 atomically); a killed run started again with the same command resumes where it stopped,
-without regenerating or duplicating samples.
+without regenerating or duplicating samples (see "resume" below).
 """
 import argparse
 import json
@@ -32,15 +34,18 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
-from lpo import choice_logps, lpo_loss, lpo_marginal_loss, mixture_token_logps, nll_loss
+from evaluate import evaluate
+from lpo import choice_logps, lpo_loss, lpo_marginal_loss, mixture_token_logps, nll_loss, preference_pairs
 from model import Transformer
-from evaluate import evaluate, respond, set_judge, subtask
+from sample import generate
+from tasks import judge as judges
 from tokenizer import Tokenizer
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,7 +80,7 @@ p.add_argument("--out_dir", default=None, help="default: out/<task>_<level>")
 args = p.parse_args()
 
 # -----------------------------------------------------------------------------
-# set-up: the frozen LM, its tokenizer, the task, the head (or the last one saved)
+# set-up: the task, the frozen LM, its tokenizer, the judge
 
 if args.data_dir:
     os.environ["LPO_DATA_DIR"] = args.data_dir
@@ -86,6 +91,13 @@ except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
 out = Path(args.out_dir or f"out/{args.task}_{args.level}")
 (out / "samples").mkdir(parents=True, exist_ok=True)
+
+# -----------------------------------------------------------------------------
+# resume. A run is its out_dir: its settings (config.json), the head after each round
+# (head_init.pt, head_round1.pt, ...) and its samples, one file per batch. Started again with the
+# same settings, a killed run goes on from the last head saved, the finished rounds' samples are
+# read back for their pairs, and collect() reads back the batches already saved.
+
 config = {k: v for k, v in vars(args).items() if k not in ("rounds", "device", "dtype", "compare", "data_dir")}
 if (out / "config.json").exists():
     old = json.loads((out / "config.json").read_text())
@@ -99,35 +111,30 @@ torch.manual_seed(args.seed)
 dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
 model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
 tok = Tokenizer.from_pretrained(args.model)
-set_judge(args.judge, model, tok, args.device)  # used by the judged tasks only
+judge = judges.load(args.judge, model, tok)  # for the tasks scored by a judge (stories, instructions)
 temperatures = [float(t) for t in args.temperatures.split(",")]
-
-
-def save_atomic(obj, path):
-    torch.save(obj, str(path) + ".tmp")
-    os.replace(str(path) + ".tmp", path)
-
-
-def save_head(head, path, **extra):
-    head.save(str(path) + ".tmp", extra=extra)
-    os.replace(str(path) + ".tmp", path)
 
 
 def head_path(r):
     return out / ("head_init.pt" if r == 0 else f"head_round{r}.pt")
 
 
+def save_head(head, path):
+    head.save(str(path) + ".tmp")
+    os.replace(str(path) + ".tmp", path)
+
+
 start_round = max([r for r in range(args.rounds + 1) if head_path(r).exists()], default=None)
 if start_round is None:  # a fresh run: the head's initialisation is saved so a resume reuses it
-    head = AdaptiveDecoder(model.config.d_model, temperatures, args.level, base_model=str(args.model))
-    save_head(head, head_path(0))
+    save_head(AdaptiveDecoder(model.config.d_model, temperatures, args.level, base_model=str(args.model)),
+              head_path(0))
     start_round = 0
 head = AdaptiveDecoder.load(head_path(start_round), d_model=model.config.d_model,
                             temperatures=temperatures, map_location=args.device)
 print(f"{args.model}: {model.config.n_layer} layers, d={model.config.d_model}, {dtype} on {args.device}; "
       f"head: {args.level} level, temperatures {temperatures}, starting at round {start_round + 1}")
 for name in tasks.mix(args.task):  # a stand-in task says so (e.g. arithmetic in place of GSM8K)
-    if hasattr(tasks.get_task(name), "LABEL"):
+    if tasks.get_task(name).LABEL:
         print(f"{name}: {tasks.get_task(name).LABEL}")
 
 
@@ -146,93 +153,103 @@ class Progress:
             self.last = now
 
 
-def collect(name, examples, head, selection):
-    """N samples per prompt with the given head; one file per batch of whole prompt groups, so
-    that a killed run loses at most the batch in flight. Returns the samples of all batches."""
+# -----------------------------------------------------------------------------
+# collecting samples: generate -> decode -> reward
+
+def collect(name, examples, head):
+    """N responses to each example, generated with the head (temperatures drawn from it, with
+    --explore), decoded and scored with the task's reward. One file per batch of whole prompts,
+    so that a killed run loses at most the batch in flight. Returns the samples of all batches."""
     N = args.n_samples
     per_batch = max(1, args.batch_size // N)
     batches = [examples[i:i + per_batch] for i in range(0, len(examples), per_batch)]
     prog, samples = Progress(name, len(examples) * N, "samples"), []
     for b, exs in enumerate(batches):
         path = out / "samples" / f"{name}_batch{b:04d}.pt"
-        if not path.exists():
-            g, responses, rewards = respond(model, tok, exs, N, args.max_new_tokens, zlib.crc32(f"{args.seed}/{name}/{b}".encode()),
-                                            head=head, selection=selection, keep_hidden=True, explore=args.explore)
-            batch = []
-            for j, (resp, r) in enumerate(zip(responses, rewards)):
-                n_steps = len(g.choices[j])  # the response's tokens, plus the stop token if it stopped
-                batch.append({"id": exs[j // N]["id"], "kind": subtask(exs[j // N]), "response": resp,
-                              "tokens": g.tokens[j], "choices": g.choices[j], "reward": r,
-                              "hidden": g.hidden[j, :n_steps].float().cpu().clone()})
-            save_atomic(batch, path)
+        if not path.exists():  # else: saved before a restart (resume), read back below
+            prompts = [tasks.prompt_ids(tok, ex) for ex in exs for _ in range(N)]  # row i*N + j: ex i
+            g = generate(model, prompts, args.max_new_tokens, head=head, selection="sample", explore=args.explore,
+                         stop_ids=tok.stop_ids, seed=zlib.crc32(f"{args.seed}/{name}/{b}".encode()), keep_hidden=True)
+            responses = [tok.decode(t) for t in g.tokens]
+            rewards = tasks.rewards(exs, responses, judge)
+            batch = [{"id": exs[j // N]["id"], "kind": tasks.subtask(exs[j // N]), "response": responses[j],
+                      "tokens": g.tokens[j], "choices": g.choices[j], "reward": rewards[j],
+                      # the states the choices were made from: the response's tokens, plus its stop token
+                      "hidden": g.hidden[j, :len(g.choices[j])].float().cpu().clone()}
+                     for j in range(len(prompts))]
+            torch.save(batch, str(path) + ".tmp")
+            os.replace(str(path) + ".tmp", path)  # written whole or not at all
         samples += torch.load(path, weights_only=True)
         prog.update(len(samples))
     return samples
 
 
-def make_pairs(samples):
-    """The best and the worst response of each prompt; ties give no pair."""
-    groups = {}
-    for s in samples:
-        groups.setdefault(s["id"], []).append(s)
-    pairs = []
-    for group in groups.values():
-        best = max(group, key=lambda s: s["reward"])
-        worst = min(group, key=lambda s: s["reward"])
-        if best["reward"] > worst["reward"]:
-            pairs.append((best, worst))
-    return pairs
+def round_prompts(rng):
+    """A round's training prompts: a mix's tasks get them in the shares tasks.MIXES gives."""
+    by_task = {}
+    for ex in train_examples:
+        by_task.setdefault(ex["task"], []).append(ex)
+    shares = tasks.mix(args.task)
+    examples = []
+    for name, exs in by_task.items():
+        k = round(args.prompts_per_round * shares[name] / sum(shares.values()))
+        examples += rng.sample(exs, min(k, len(exs)))
+    return examples
 
 
-def side(pairs, i):
-    """Stack one side (0 chosen, 1 rejected) of some pairs: hidden (B, T, d), choices (B, T),
-    tokens (B, T), the mask of the steps with a choice and the mask of the response's tokens
-    (a response that stopped has one more choice, the one that produced its stop token)."""
-    dev = args.device
-    hs = [pr[i]["hidden"] for pr in pairs]
-    ks = [torch.tensor(pr[i]["choices"]) for pr in pairs]
-    ys = [torch.tensor(pr[i]["tokens"] + [0] * (len(pr[i]["choices"]) - len(pr[i]["tokens"]))) for pr in pairs]
-    steps = pad_sequence([torch.ones(len(k), dtype=torch.bool) for k in ks], batch_first=True)
-    toks = pad_sequence([torch.arange(len(k)) < len(pr[i]["tokens"]) for k, pr in zip(ks, pairs)], batch_first=True)
-    return (pad_sequence(hs, batch_first=True).to(dev), pad_sequence(ks, batch_first=True).to(dev),
-            pad_sequence(ys, batch_first=True).to(dev), steps.to(dev), toks.to(dev))
+# -----------------------------------------------------------------------------
+# the loss of a batch of pairs
+
+class Side(NamedTuple):
+    """One side (chosen or rejected) of a batch of B pairs, padded to the longest response (T steps)."""
+    hidden: torch.Tensor       # (B, T, d) the LM's final hidden state each temperature was chosen from
+    choices: torch.Tensor      # (B, T) index of the temperature chosen at each step
+    tokens: torch.Tensor       # (B, T) the response's tokens (0 at the stop token's step)
+    has_choice: torch.Tensor   # (B, T) bool: a step of the response (its tokens and its stop token)
+    is_token: torch.Tensor     # (B, T) bool: a token of the response
 
 
-def head_logprobs(head, h):
-    """log P(tau | h_t) at every step (B, T, K); at sequence level the one choice made from the
-    first step's state (the last prompt token) holds for every token."""
-    if args.level == "token":
-        return head.log_probs(h)
-    return head.log_probs(h[:, :1]).expand(*h.shape[:2], -1)
+def stack_side(pairs, i):
+    """Side i (0 chosen, 1 rejected) of some pairs, on the device."""
+    samples = [pair[i] for pair in pairs]
+    pad = lambda xs: pad_sequence(xs, batch_first=True).to(args.device)
+    return Side(hidden=pad([s["hidden"] for s in samples]),
+                choices=pad([torch.tensor(s["choices"]) for s in samples]),
+                tokens=pad([torch.tensor(s["tokens"] + [0] * (len(s["choices"]) - len(s["tokens"]))) for s in samples]),
+                has_choice=pad([torch.ones(len(s["choices"]), dtype=torch.bool) for s in samples]),
+                is_token=pad([torch.arange(len(s["choices"])) < len(s["tokens"]) for s in samples]))
 
 
-def choice_margin(head, chosen, rejected):
-    """log P(tau^c) and log P(tau^r): the temperatures the two responses were sampled with."""
-    out = []
-    for h, k, _, steps, _ in (chosen, rejected):
-        if args.level == "sequence":
-            h, k, steps = h[:, :1], k[:, :1], steps[:, :1]
-        out.append(choice_logps(head.log_probs(h), k, steps))
-    return out
+def temperature_logp(head, side):
+    """log P(tau) of the temperatures each response was generated with (B,), the terms of Eq. 10:
+    the one choice at sequence level; the sum of log P(tau_t | h_t) over the steps at token level."""
+    if args.level == "sequence":
+        return choice_logps(head.log_probs(side.hidden[:, :1]), side.choices[:, :1], side.has_choice[:, :1])
+    return choice_logps(head.log_probs(side.hidden), side.choices, side.has_choice)
+
+
+def mixture_logps(head, ref_head, side):
+    """Per token, log P(y_t | h_t) of AD as a mixture over temperatures (loss (c), Section 3.3), with
+    the trained head and with the reference head P_ref: two (B, T). The LM's logits come from the
+    stored hidden states through its LM head (one matmul: the LM is not run again)."""
+    def head_logprobs(hd):  # at sequence level the choice from the first state holds for every token
+        return hd.log_probs(side.hidden if args.level == "token" else side.hidden[:, :1]).expand(
+            *side.hidden.shape[:2], -1)
+    with torch.no_grad():
+        logits = model.lm_head(side.hidden.to(dtype)).float()
+        ref = mixture_token_logps(logits, head_logprobs(ref_head), head.temperatures, side.tokens)
+    return mixture_token_logps(logits, head_logprobs(head), head.temperatures, side.tokens), ref
 
 
 def pair_loss(head, ref_head, pairs):
-    """The loss of PAPER.md section 2 chosen by --loss, on a batch of pairs."""
-    chosen, rejected = side(pairs, 0), side(pairs, 1)
+    """The loss chosen by --loss on a batch of pairs."""
+    chosen, rejected = stack_side(pairs, 0), stack_side(pairs, 1)
     if args.loss == "lpo":                                   # loss (a), Eq. 10
-        return lpo_loss(*choice_margin(head, chosen, rejected), args.beta)[0]
+        return lpo_loss(temperature_logp(head, chosen), temperature_logp(head, rejected), args.beta)[0]
     if args.loss == "nll":                                   # baseline (d)
-        return nll_loss(choice_margin(head, chosen, rejected)[0])
-    # loss (c): mixtures over temperatures of the token probabilities. The LM's logits come from
-    # the stored hidden states through its LM head (one matmul: the LM is not run again)
-    mix = {}
-    for name, (h, _, y, _, toks) in (("c", chosen), ("r", rejected)):
-        with torch.no_grad():
-            logits = model.lm_head(h.to(dtype)).float()
-            mix["ref_" + name] = mixture_token_logps(logits, head_logprobs(ref_head, h), head.temperatures, y)
-        mix[name] = mixture_token_logps(logits, head_logprobs(head, h), head.temperatures, y)
-        mix["mask_" + name] = toks
-    return lpo_marginal_loss(mix["c"], mix["r"], mix["ref_c"], mix["ref_r"], mix["mask_c"], mix["mask_r"], args.beta)[0]
+        return nll_loss(temperature_logp(head, chosen))
+    (policy_c, ref_c), (policy_r, ref_r) = mixture_logps(head, ref_head, chosen), mixture_logps(head, ref_head, rejected)
+    return lpo_marginal_loss(policy_c, policy_r, ref_c, ref_r, chosen.is_token, rejected.is_token, args.beta)[0]
 
 
 @torch.no_grad()
@@ -241,7 +258,7 @@ def preference_accuracy(head, pairs):
     probability than the rejected one's (ties, e.g. the same temperature on both, count half)."""
     if not pairs:
         return float("nan")
-    logp_c, logp_r = choice_margin(head, side(pairs, 0), side(pairs, 1))
+    logp_c, logp_r = temperature_logp(head, stack_side(pairs, 0)), temperature_logp(head, stack_side(pairs, 1))
     return ((logp_c > logp_r).float() + 0.5 * (logp_c == logp_r).float()).mean().item()
 
 
@@ -249,34 +266,27 @@ def preference_accuracy(head, pairs):
 # held-out pairs, collected once with the initial head: the preference accuracy reported below
 
 init_head = AdaptiveDecoder.load(head_path(0), map_location=args.device)
-test_pairs = make_pairs(collect("test", test_examples, init_head, "sample"))
+test_pairs = preference_pairs(collect("test", test_examples, init_head))
 print(f"held-out: {len(test_pairs)} pairs from {len(test_examples)} prompts")
 
+# each round trains on every pair so far: once the head is good, a round alone gives few pairs
+# (most prompts' responses tie), too few to train on without overfitting
 all_pairs = []
-for r in range(args.rounds):
+for r in range(start_round):  # resume: the rounds finished before a restart, read back for their pairs
+    all_pairs += preference_pairs(collect(f"round{r + 1}", round_prompts(random.Random(args.seed * 1000 + r)), head))
+
+for r in range(start_round, args.rounds):
     t0 = time.time()
     rng = random.Random(args.seed * 1000 + r)
-    by_task = {}
-    for ex in train_examples:
-        by_task.setdefault(ex["task"], []).append(ex)
-    shares = tasks.mix(args.task)  # a mix's tasks get the round's prompts in these proportions
-    examples = []
-    for name, exs in by_task.items():
-        k = round(args.prompts_per_round * shares[name] / sum(shares.values()))
-        examples += rng.sample(exs, min(k, len(exs)))
-    samples = collect(f"round{r + 1}", examples, head, "sample")  # a finished round's: read back
-    pairs = make_pairs(samples)
-    # each round trains on every pair so far: once the head is good, a round alone gives few
-    # pairs (most prompts' responses tie), too few to train on without overfitting
+    samples = collect(f"round{r + 1}", round_prompts(rng), head)    # generate -> decode -> reward
+    pairs = preference_pairs(samples)                                # best against worst of each prompt
     all_pairs += pairs
-    if r < start_round:  # a round finished before a restart: its pairs are all we need
-        continue
-    mean_reward = sum(s["reward"] for s in samples) / len(samples)
     kinds = {}
-    for c, _ in pairs:
-        kinds[c["kind"]] = kinds.get(c["kind"], 0) + 1
-    print(f"round {r + 1}: {len(samples)} samples, mean reward {mean_reward:.3f}, {len(pairs)} new pairs "
-          f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}), {len(all_pairs)} in all")
+    for chosen, _ in pairs:
+        kinds[chosen["kind"]] = kinds.get(chosen["kind"], 0) + 1
+    print(f"round {r + 1}: {len(samples)} samples, mean reward {sum(s['reward'] for s in samples) / len(samples):.3f}, "
+          f"{len(pairs)} new pairs ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}), {len(all_pairs)} in all")
+
     ref_head = AdaptiveDecoder.load(head_path(r), map_location=args.device)  # frozen P_ref for loss (c)
     head.train()
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)
@@ -285,15 +295,15 @@ for r in range(args.rounds):
     for epoch in range(args.epochs):
         rng.shuffle(all_pairs)
         for i in range(0, len(all_pairs), args.train_batch_size):
-            loss = pair_loss(head, ref_head, all_pairs[i:i + args.train_batch_size])
+            loss = pair_loss(head, ref_head, all_pairs[i:i + args.train_batch_size])   # loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            opt.step()                                                               # step
             step += 1
             prog.update(step, f"loss {loss.item():.4f}")
     head.eval()
-    save_head(head, head_path(r + 1), round=r + 1, task=args.task, loss=args.loss)
-    save_head(head, out / "head.pt", round=r + 1, task=args.task, loss=args.loss)
+    save_head(head, head_path(r + 1))
+    save_head(head, out / "head.pt")
     print(f"round {r + 1} done in {time.time() - t0:.0f}s: preference accuracy train "
           f"{preference_accuracy(head, all_pairs):.3f}, held-out {preference_accuracy(head, test_pairs):.3f} "
           f"(initial head {preference_accuracy(init_head, test_pairs):.3f}); saved {out / 'head.pt'}", flush=True)
@@ -302,5 +312,5 @@ for r in range(args.rounds):
 # the trained head on the held-out prompts, against fixed temperatures and baselines
 
 print(f"\nevaluation on {len(test_examples)} held-out prompts:")
-evaluate(model, tok, head, test_examples, None, args.max_new_tokens,
-         args.batch_size, args.seed, out, compare=bool(args.compare))
+evaluate(model, tok, head, test_examples, None, args.max_new_tokens, args.batch_size, args.seed, out,
+         compare=bool(args.compare), judge=judge)

@@ -5,7 +5,7 @@ Model weight files, read with nothing but numpy and torch:
 - downloads from the Hugging Face hub with urllib (cached, resumable, atomic).
 Parsers check every count, offset and size against the file size BEFORE allocating anything,
 so a damaged file gives one clear WeightFileError naming the file, never a crash or a huge
-allocation. Small writers (write_safetensors, write_gguf) make test fixtures.
+allocation. The test suite's writers of these formats are in tests/fixtures/writers.py.
 """
 import contextlib
 import importlib.util
@@ -78,9 +78,6 @@ def read_json(path):
 
 _ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
               "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
-_ST_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-             torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-             torch.uint8: "U8", torch.bool: "BOOL"}
 _ST_MAX_HEADER = 100_000_000  # the reference implementation's limit
 
 
@@ -130,25 +127,6 @@ def read_safetensors(path):
             out[name] = t.view(torch.bfloat16) if info["dtype"] == "BF16" else t
             del arr
         return out
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """Write {name: tensor} as a .safetensors file (metadata: optional {str: str})."""
-    header, blobs, pos = {}, [], 0
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    for name, t in tensors.items():
-        t = t.detach().cpu().contiguous()
-        a = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
-        blob = a.astype(a.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": _ST_NAMES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [pos, pos + len(blob)]}
-        blobs.append(blob)
-        pos += len(blob)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)  # pad so the data starts 8-byte aligned
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -347,73 +325,6 @@ def read_gguf(path, load_tensors=True):
             tensors[name] = torch.from_numpy(dequantize(raw, tname).reshape(shape))
             del raw
         return meta, tensors
-
-
-def _quantize(x, ttype):
-    """Bytes of float32 array x as ggml type ttype (the ggml reference quantizers)."""
-    if ttype in ("F32", "F16"):
-        return x.astype("<f4" if ttype == "F32" else "<f2").tobytes()
-    if ttype == "BF16":  # truncation, fine for fixtures
-        return (x.astype("<f4").view(np.uint32) >> 16).astype("<u2").tobytes()
-    b = x.reshape(-1, 32)
-    if ttype == "Q8_0":
-        d = np.abs(b).max(1, keepdims=True) / 127
-        q = b * np.where(d == 0, 0, 1 / np.where(d == 0, 1, d))
-        q = (np.sign(q) * np.floor(np.abs(q) + 0.5)).astype(np.int8)  # roundf: half away from 0
-        return np.concatenate([d.astype("<f2").view(np.uint8), q.view(np.uint8)], 1).tobytes()
-    if ttype == "Q4_0":  # d = (signed value of largest magnitude) / -8
-        d = np.take_along_axis(b, np.abs(b).argmax(1)[:, None], 1) / -8
-        q = np.trunc(b * np.where(d == 0, 0, 1 / np.where(d == 0, 1, d)) + 8.5)
-        head = [d.astype("<f2").view(np.uint8)]
-    elif ttype == "Q4_1":  # d = (max - min) / 15, m = min
-        lo = b.min(1, keepdims=True)
-        d = (b.max(1, keepdims=True) - lo) / 15
-        q = np.trunc((b - lo) * np.where(d == 0, 0, 1 / np.where(d == 0, 1, d)) + 0.5)
-        head = [d.astype("<f2").view(np.uint8), lo.astype("<f2").view(np.uint8)]
-    else:
-        raise ValueError(f"write_gguf cannot write type {ttype!r}")
-    q = q.clip(0, 15).astype(np.uint8)
-    return np.concatenate(head + [q[:, :16] | (q[:, 16:] << 4)], 1).tobytes()
-
-
-def write_gguf(path, metadata, tensors):
-    """Write a GGUF v3 file. metadata: {key: bool/int/float/str or list of one of those};
-    tensors: {name: (array in PyTorch shape, 'F32'|'F16'|'BF16'|'Q8_0'|'Q4_0'|'Q4_1')}."""
-    def string(s):
-        s = s.encode()
-        return struct.pack("<Q", len(s)) + s
-
-    def value(v):  # -> (type id, bytes); ints are u32 when they fit, else i64; floats f32
-        if isinstance(v, bool):
-            return 7, struct.pack("<?", v)
-        if isinstance(v, int):
-            return (4, struct.pack("<I", v)) if 0 <= v < 2**32 else (11, struct.pack("<q", v))
-        if isinstance(v, float):
-            return 6, struct.pack("<f", v)
-        if isinstance(v, str):
-            return 8, string(v)
-        items = [value(x) for x in v]
-        etype = items[0][0] if items else 4
-        if any(t != etype for t, _ in items):
-            raise ValueError("write_gguf: mixed-type metadata array")
-        return 9, struct.pack("<IQ", etype, len(items)) + b"".join(b for _, b in items)
-
-    align = metadata.get("general.alignment", 32)
-    kvs = b"".join(string(k) + struct.pack("<I", t) + b for k, (t, b) in
-                   ((k, value(v)) for k, v in metadata.items()))
-    ids = {name: i for i, (name, _, _) in _GGML.items()}
-    infos, blobs, pos = b"", [], 0
-    for name, (arr, ttype) in tensors.items():
-        arr = np.asarray(arr, dtype=np.float32)
-        blob = _quantize(arr, ttype)
-        ne = arr.shape[::-1] or (1,)
-        infos += string(name) + struct.pack(f"<I{len(ne)}QIQ", len(ne), *ne, ids[ttype], pos)
-        blob += b"\0" * (-len(blob) % align)
-        blobs.append(blob)
-        pos += len(blob)
-    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata)) + kvs + infos
-    with open(path, "wb") as f:
-        f.write(head + b"\0" * (-len(head) % align) + b"".join(blobs))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,9 +3,9 @@ Synthetic arithmetic (stand-in for GSM8K on models too small for it): seeded one
 problems with small numbers and exact non-negative integer answers, e.g.
 "Tom has 7 apples and buys 5 more. How many apples does Tom have now?" -> 12.
 The prompt asks for the final number only: asked to reason step by step (gsm8k's prompt), SmolLM2-135M
-writes long, wrong chains that 80 tokens often cut; asked for the number, it answers in ~30 tokens,
-14-20% right greedily and 2-8% at temperature 1 (measured on 40-96 problems), so correctness says
-something about the temperature. Answer extraction and reward are gsm8k's (the last number counts).
+writes long, wrong chains that the token limit often cuts; asked for the number, it answers in a short
+reply, so correctness depends on the temperature. Answer extraction and reward are gsm8k's (the last
+number counts).
 Train and test never share a question: a hash of the question text decides its split, and the
 generator keeps only questions of the asked split.
 """
@@ -43,11 +43,14 @@ TEMPLATES = [
      lambda a, b, c: a * b),
     ("age", "{x} is {a} years old. {y} is {b} years older than {x}. How old is {y}?",
      lambda a, b, c: a + b),
-    ("add3", "{x} picked {a} {items} on Monday, {b} on Tuesday and {c} on Wednesday. How many {items} did {x} pick in total?",
+    ("add3", "{x} picked {a} {items} on Monday, {b} on Tuesday and {c} on Wednesday. "
+             "How many {items} did {x} pick in total?",
      lambda a, b, c: a + b + c),
-    ("add_sub", "{x} has {a} {items}, buys {b} more and then gives {c} to {y}. How many {items} does {x} have now?",
+    ("add_sub", "{x} has {a} {items}, buys {b} more and then gives {c} to {y}. "
+                "How many {items} does {x} have now?",
      lambda a, b, c: a + b - c),
-    ("mul_add", "{x} buys {a} packs of {items} with {b} {items} in each pack. {x} already had {c} {items}. How many {items} does {x} have now?",
+    ("mul_add", "{x} buys {a} packs of {items} with {b} {items} in each pack. {x} already had {c} {items}. "
+                "How many {items} does {x} have now?",
      lambda a, b, c: a * b + c),
     ("change", "{x} has ${c} and buys {a} {things} that cost ${b} each. How many dollars does {x} have left?",
      lambda a, b, c: c - a * b),

@@ -1,8 +1,9 @@
 """
 Majority voting on the synthetic arithmetic problems: the gsm8k_vote experiment (the paper's
 experiment 4) for models too small for GSM8K, such as the embedded default (SmolLM2-135M solves
-~3% of GSM8K, so its maj@8 there is ~0 at every temperature). Same problems, prompt and reward as
-tasks/arithmetic.py; evaluation samples K answers per problem and votes, as gsm8k_vote does.
+so few GSM8K problems that its maj@K there is near zero at every temperature). Same problems, prompt
+and reward as tasks/arithmetic.py; evaluation samples K answers per problem and votes, as gsm8k_vote
+does.
 """
 from tasks import arithmetic, gsm8k_vote
 

@@ -2,13 +2,15 @@
 ConstrainedStories (the paper's experiment 3): a story from a title (titles and split from stories.py)
 where every sentence must begin with a word starting with a given prefix ('Ab' by default).
 Reward = constraint_score (fraction of sentences obeying the rule, in [0, 1])
-         + QUALITY_WEIGHT * judge score when a judge is set (tasks.judge), else the constraint alone.
-sentence_start_char_offsets() marks where each sentence's first word begins, so that the lead can
-find the first token of every sentence (the paper's Fig. 5: temperature there vs elsewhere).
+         + QUALITY_WEIGHT * judge score when there is a judge (tasks.judge), else the constraint alone.
+sentence_start_char_offsets() marks where each sentence's first word begins, so that
+temperature_metrics can find the first token of every sentence (the paper's Fig. 5: AD_tok's
+temperature there against elsewhere).
 """
 import re
 
-from tasks import judge, stories
+from tasks import stories
+from tasks.judge import score_batch
 
 NAME = "constrained_stories"
 CHAT = True
@@ -120,27 +122,41 @@ def constraint_score(text, prefix=PREFIX):
         return 0.0
     return sum(w.lower().startswith(prefix.lower()) for w in words) / len(words)
 
-def group_reward(example, responses):
+def group_reward(example, responses, judge):
     """Rewards of the N responses to one prompt: constraint_score + QUALITY_WEIGHT * the judge's
-    score (when a judge is set), the judge run on all N in one batch."""
+    score (with a judge; without, the constraint alone), the judge run on all N in one batch."""
     prefix = example.get("prefix", PREFIX)
     rewards = [constraint_score(r, prefix) for r in responses]
-    if judge.has_judge():
-        quality = judge.score_batch([example["prompt"]] * len(responses), responses)
+    if judge is not None:
+        quality = score_batch(judge, [example["prompt"]] * len(responses), responses)
         rewards = [r + QUALITY_WEIGHT * q for r, q in zip(rewards, quality)]
     return rewards
 
 
-def reward(example, response):
-    return group_reward(example, [response])[0]
-
-
-def group_metrics(example, responses, rewards):
+def group_metrics(example, responses, rewards, judge=None):
     """Evaluation: the constraint and the story's quality (the judge) apart, as the paper reports
     them; the quality is what the reward holds beyond the constraint (the judge is not run again)."""
     prefix = example.get("prefix", PREFIX)
     constraint = [constraint_score(r, prefix) for r in responses]
     m = {"constraint": sum(constraint) / len(responses)}
-    if judge.has_judge():
+    if judge is not None:
         m["quality"] = sum((r - c) / QUALITY_WEIGHT for r, c in zip(rewards, constraint)) / len(responses)
     return m
+
+
+def temperature_metrics(examples, samples, tok, level):
+    """The paper's Fig. 5: AD_tok's mean temperature on the first token of each sentence (where the
+    constraint is decided) and on the other tokens, over all of AD's samples."""
+    if level != "token":
+        return {}
+    first, other = [], []
+    for s in samples:
+        text = tok.decode(s["tokens"])
+        starts = set(sentence_start_char_offsets(text))
+        begin = 0
+        for i, tau in enumerate(s["temperatures"][:len(s["tokens"])]):
+            end = len(tok.decode(s["tokens"][:i + 1]))  # token i wrote the characters begin..end
+            (first if any(begin <= o < end for o in starts) else other).append(tau)
+            begin = end
+    return {"mean temperature on the first token of a sentence": sum(first) / max(len(first), 1),
+            "mean temperature on the other tokens": sum(other) / max(len(other), 1)}

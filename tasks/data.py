@@ -14,20 +14,25 @@ import random
 import urllib.request
 import zlib
 
+_GSM8K = "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/"
+_WIKITEXT = "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/"
 URLS = {
-    "gsm8k/train.jsonl": "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/train.jsonl",
-    "gsm8k/test.jsonl": "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/test.jsonl",
-    "wikitext-2/valid.txt": "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/valid.txt",
-    "wikitext-2/test.txt": "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/test.txt",
+    "gsm8k/train.jsonl": _GSM8K + "train.jsonl",
+    "gsm8k/test.jsonl": _GSM8K + "test.jsonl",
+    "wikitext-2/valid.txt": _WIKITEXT + "valid.txt",
+    "wikitext-2/test.txt": _WIKITEXT + "test.txt",
     # a JSON list of records with 'instruction' and 'dataset' (and model outputs): made into jsonl
-    "alpaca_eval/instructions.jsonl": "https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval.json",
+    "alpaca_eval/instructions.jsonl":
+        "https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval.json",
 }
 # files with no single raw URL: say how to make them instead
 HOWTO = {
-    "alpaca_eval/instructions.jsonl": "the 805 AlpacaEval instructions, one JSON object per line with fields "
+    "alpaca_eval/instructions.jsonl":
+        "the 805 AlpacaEval instructions, one JSON object per line with fields "
         "'dataset' and 'instruction' (from tatsu-lab/alpaca_eval: github.com/tatsu-lab/alpaca_eval or the "
         "Hugging Face dataset tatsu-lab/alpaca_eval, file alpaca_eval.json)",
-    "ultrafeedback/instructions.jsonl": "UltraFeedback prompts, one JSON object per line with an 'instruction' "
+    "ultrafeedback/instructions.jsonl":
+        "UltraFeedback prompts, one JSON object per line with an 'instruction' "
         "or 'prompt' field (from the Hugging Face dataset openbmb/UltraFeedback)",
 }
 
@@ -67,7 +72,8 @@ def data_path(relpath, data_dir=None):
                 if not os.path.isfile(target + ".json"):  # a copy saved by hand is used as it is
                     download(url, target + ".json")
                 with open(target + ".json") as f:
-                    rows = [{"dataset": r.get("dataset", ""), "instruction": r["instruction"]} for r in json.load(f)]
+                    rows = [{"dataset": r.get("dataset", ""), "instruction": r["instruction"]}
+                            for r in json.load(f)]
                 with open(target + ".tmp", "w") as f:
                     f.writelines(json.dumps(r) + "\n" for r in rows)
                 os.replace(target + ".tmp", target)
@@ -84,7 +90,8 @@ def data_path(relpath, data_dir=None):
         f"dataset file '{relpath}' not found (looked in: {', '.join(where)}"
         + (f"; {why}" if why else "") + ").\n"
         f"Fix: {what}\n  and save it as {save_as}\n"
-        f"  or set LPO_DATA_DIR=/path/to/data (e.g. the project's ../shared/data) so that $LPO_DATA_DIR/{relpath} exists.")
+        "  or set LPO_DATA_DIR=/path/to/data (e.g. the project's ../shared/data) "
+        f"so that $LPO_DATA_DIR/{relpath} exists.")
 
 # -----------------------------------------------------------------------------
 # helpers shared by the tasks

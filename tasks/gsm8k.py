@@ -35,7 +35,8 @@ def prompts(split="train", n=None, seed=0):
 # optional "$", digits with proper thousands commas ("1,234" but not "1,2,3"), optional decimals.
 NUM = r"(?:(?<![\w)\]])[-−])?(?:\$\s?)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
 HASH_RE = re.compile(r"####\s*(" + NUM + ")")
-ANSWER_RE = re.compile(r"answer(?:\s+is|\s+was|\s*[:=])\s*[:=]?\s*(?:\\boxed\{|\*\*|\\\(|\$(?!\s?\d))*\s*(" + NUM + ")", re.I)
+ANSWER_RE = re.compile(r"answer(?:\s+is|\s+was|\s*[:=])\s*[:=]?\s*"
+                       r"(?:\\boxed\{|\*\*|\\\(|\$(?!\s?\d))*\s*(" + NUM + ")", re.I)
 BOXED_RE = re.compile(r"\\boxed\{\s*(" + NUM + ")")
 NUM_RE = re.compile(NUM)
 
@@ -73,7 +74,7 @@ def reward(example, response):
     return 1.0 if is_correct(response, example["gold"]) else 0.0
 
 # -----------------------------------------------------------------------------
-# majority voting and accuracies
+# majority voting
 
 def majority_vote(answers):
     """Most common non-None answer; ties go to the one seen first. None if there is none."""
@@ -83,14 +84,3 @@ def majority_vote(answers):
     counts = Counter(answers)
     best = max(counts.values())
     return next(a for a in answers if counts[a] == best)
-
-def accuracy(responses, golds):
-    """Single-sample accuracy: one response per problem."""
-    assert len(responses) == len(golds)
-    return sum(is_correct(r, g) for r, g in zip(responses, golds)) / max(len(golds), 1)
-
-def maj_accuracy(samples, golds):
-    """maj@k accuracy: samples[i] is the list of k responses for problem i; vote on the extracted answers."""
-    assert len(samples) == len(golds)
-    votes = [majority_vote([extract_answer(r) for r in rs]) for rs in samples]
-    return sum(v is not None and is_correct(v, g) for v, g in zip(votes, golds)) / max(len(golds), 1)

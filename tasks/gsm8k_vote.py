@@ -24,6 +24,6 @@ def vote_reward(example, responses):
     return 1.0 if v is not None and gsm8k.is_correct(v, example["gold"]) else 0.0
 
 
-def group_metrics(example, responses, rewards):
+def group_metrics(example, responses, rewards, judge=None):
     """Evaluation: maj@K (the majority answer's correctness) and single-chain accuracy."""
     return {f"maj@{len(responses)}": vote_reward(example, responses), "single": sum(rewards) / len(rewards)}

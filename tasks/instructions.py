@@ -9,7 +9,7 @@ stand in. A hash of the instruction text puts ~20% of them in the test split.
 import json
 import os
 
-from tasks import judge
+from tasks.judge import score_batch
 from tasks.data import data_path, find_local, is_test, subsample
 
 NAME = "instructions"
@@ -41,11 +41,6 @@ def prompts(split="train", n=None, seed=0, source=None):
                                  dataset=row.get("dataset") or row.get("source")))
     return subsample(examples, n, seed)
 
-def reward(example, response):
-    """The judge's score of the response (see tasks.judge)."""
-    return judge.score(example["prompt"], response)
-
-
-def group_reward(example, responses):
+def group_reward(example, responses, judge):
     """The N responses to one prompt, scored by the judge in one batch."""
-    return judge.score_batch([example["prompt"]] * len(responses), responses)
+    return score_batch(judge, [example["prompt"]] * len(responses), responses)

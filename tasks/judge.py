@@ -1,42 +1,45 @@
 """
-The reward hook for tasks that need a judge (stories, instructions, constrained_stories).
-The tasks only define prompts; a reward model plugs in here, e.g. in train.py:
+Judges: the reward of the tasks scored by a model (stories, instructions, constrained_stories).
+The paper scores them with a reward model (ArmoRM-Llama3-8B). A judge here is any function
 
-    from tasks import judge
-    judge.set_judge(judge.RewardModel("Skywork/Skywork-Reward-V2-Llama-3.2-1B").score)
-    judge.set_judge(judge.OfflineJudge.load().score)     # no download, but a weak judge (see below)
+    judge(prompts, responses) -> one float per pair, higher is better
 
-A judge takes a list of prompts and a list of responses and returns one float per pair (batched,
-since a reward model is much faster on batches). score_batch() calls it; score() does one pair.
+batched, since a reward model is much faster on batches. load() makes one; train.py and
+evaluate.py pass it to the tasks' group_reward (tasks.rewards):
 
-Two judges ship here:
+    judge = load("offline", model, tok)                               # the LM itself rates responses
+    judge = load("Skywork/Skywork-Reward-V2-Llama-3.2-1B", model, tok)  # a reward model
+
+Two kinds ship here:
 - RewardModel: a Hugging Face reward model of the LlamaForSequenceClassification kind (the
-  Skywork-Reward family), run by model.py. The paper used ArmoRM-Llama3-8B-v0.1, whose custom
-  gating head model.py refuses; a Skywork reward model is the supported substitute.
-- OfflineJudge: the embedded SmolLM2-135M-Instruct asked for a 1-9 rating. A teaching stand-in.
+  Skywork-Reward family), run by model.py. ArmoRM's custom gating head is not supported by
+  model.py; a Skywork reward model is the substitute.
+- OfflineJudge: an instruct LM (the embedded SmolLM2-135M-Instruct) asked for a 1-9 rating. A
+  teaching stand-in that needs no download.
 torch and the models load only when one of them is built: the tasks themselves need neither.
 """
 import warnings
 
-_judge = None
 
-def set_judge(fn):
-    global _judge
-    _judge = fn
+def load(source, model, tok):
+    """A judge: "offline" (the policy LM `model` rates responses, see OfflineJudge) or a reward
+    model's directory or hub id, loaded in the LM's dtype and device (bfloat16 on a GPU, where an
+    8B reward model takes 16 GB)."""
+    if source == "offline":
+        return OfflineJudge(model, tok).score
+    w = model.lm_head.weight
+    return RewardModel(source, device=w.device, dtype=w.dtype).score
 
-def has_judge():
-    return _judge is not None
 
-def score_batch(prompts, responses):
-    if _judge is None:
-        raise RuntimeError("this task is scored by a judge (reward model) and none is set: "
-                           "call tasks.judge.set_judge(fn) with fn(prompts, responses) -> list of floats")
-    scores = [float(s) for s in _judge(list(prompts), list(responses))]
-    assert len(scores) == len(responses), "the judge must return one score per response"
+def score_batch(judge, prompts, responses):
+    """judge(prompts, responses), checked: a task scored by a judge needs one, and one score per pair."""
+    if judge is None:
+        raise RuntimeError("this task is scored by a judge (reward model) and none was given: pass "
+                           "judge=tasks.judge.load(...) or any function (prompts, responses) -> list of floats")
+    scores = [float(s) for s in judge(list(prompts), list(responses))]
+    if len(scores) != len(responses):
+        raise ValueError(f"the judge returned {len(scores)} scores for {len(responses)} responses")
     return scores
-
-def score(prompt, response):
-    return score_batch([prompt], [response])[0]
 
 
 # -----------------------------------------------------------------------------
@@ -124,16 +127,15 @@ class RewardModel:
 class OfflineJudge:
     """An instruct language model used as a judge: it is asked to rate the response to the
     instruction from 1 to 9 and to answer with one digit (PROMPT, a user message in its chat
-    format), its answer is begun for it with ANSWER ("Rating: ", after which SmolLM2 puts ~99% of
-    its probability on a digit; without it, ~1%: it starts a sentence), and the score is the
-    expected digit, sum_d d * p(d) / sum_d p(d), under its next-token probabilities restricted to
-    the tokens "1".."9": one forward pass per pair, batched, no sampling, so the same pair always
-    gets the same score, a real number in [1, 9].
+    format); its answer is begun for it with ANSWER ("Rating: ", after which SmolLM2 almost always
+    puts a digit next, where without it it starts a sentence), and the score is the expected digit,
+    sum_d d * p(d) / sum_d p(d), under its next-token probabilities restricted to the tokens
+    "1".."9": one forward pass per pair, batched, no sampling, so the same pair always gets the
+    same score, a real number in [1, 9].
 
     What it is: with the embedded SmolLM2-135M-Instruct (OfflineJudge.load()), a judge that runs
-    anywhere offline, ~0.3 s per pair of ~160 tokens on a 2-core CPU: enough to exercise the plumbing
-    (set_judge, the judge-scored tasks, training and win rates end to end) and to teach how an
-    LLM-as-a-judge and a reward model are wired.
+    anywhere offline: enough to exercise the plumbing (the judge-scored tasks, training and win
+    rates end to end) and to teach how an LLM-as-a-judge and a reward model are wired.
     What it is not: evidence of quality. A 135M model barely reads the response; its ratings are
     weak, biased (towards certain digits whatever the input, and sensitive to the prompt's wording)
     and correlated with surface features such as length and fluency. Improvements measured with it

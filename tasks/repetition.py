@@ -1,6 +1,7 @@
 """
 Reducing repetitions (the paper's experiment 1): the model continues a WikiText-2 passage for a fixed
 number of tokens (plain LM continuation, no chat template); greedy decoding tends to loop.
+The continuation length is the command line's --max_new_tokens (train.py, evaluate.py).
 Reward = -(fraction of repeated 3-grams in the continuation).
 Splits: train = WikiText-2 valid.txt, test = WikiText-2 test.txt (tokenized WikiText-2, <unk> for rare words).
 """
@@ -10,7 +11,6 @@ from tasks.data import data_path, subsample
 
 NAME = "repetition"
 CHAT = False          # the prompt is raw text to continue, not a user message
-MAX_NEW_TOKENS = 128  # length of the continuation
 N_WORDS = 48          # passage length in words
 FILES = {"train": "wikitext-2/valid.txt", "test": "wikitext-2/test.txt"}
 LOWER_IS_BETTER = {"repeated 3-grams %"}  # metrics where AD wins a prompt by having less
@@ -25,7 +25,7 @@ def clean(line):
     return s
 
 def passage(line, n_words=N_WORDS):
-    """The first n_words words of a paragraph, starting at a sentence start and containing no <unk>; or None."""
+    """The paragraph's first n_words-word window that starts a sentence and holds no <unk>, or None."""
     words = clean(line).split()
     starts = [0] + [i + 1 for i, w in enumerate(words) if w.endswith((".", "!", "?"))]
     for s in starts:
@@ -45,7 +45,7 @@ def prompts(split="train", n=None, seed=0, n_words=N_WORDS):
             continue
         p = passage(s, n_words)
         if p:
-            examples.append(dict(id=f"{NAME}/{split}/{i}", task=NAME, prompt=p, max_new_tokens=MAX_NEW_TOKENS))
+            examples.append(dict(id=f"{NAME}/{split}/{i}", task=NAME, prompt=p))
     return subsample(examples, n, seed)
 
 def repeated_ngram_fraction(seq, n=3):
@@ -69,6 +69,6 @@ def reward(example, response, n=3):
     return -repeated_ngram_fraction(response, n)
 
 
-def group_metrics(example, responses, rewards):
+def group_metrics(example, responses, rewards, judge=None):
     """Evaluation: % of repeated 3-grams, the paper's metric (lower is better; reward = -fraction)."""
     return {"repeated 3-grams %": -100 * sum(rewards) / len(rewards)}

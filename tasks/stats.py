@@ -12,9 +12,6 @@ def bootstrap_ci(values, n_boot=1000, seed=0, alpha=0.05):
     lo, hi = np.percentile(boots, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(x.mean()), float(lo), float(hi)
 
-def mean_ci(values, n_boot=1000, seed=0):
-    return bootstrap_ci(values, n_boot, seed)
-
 def win_rate(scores_a, scores_b, n_boot=1000, seed=0):
     """(rate, lo, hi): how often A beats B on the same prompts. Per prompt: win 1, tie 0.5, loss 0;
     rate is the mean over prompts, and lo, hi the 95% bootstrap CI (prompts resampled, pairs kept)."""

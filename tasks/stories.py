@@ -8,16 +8,16 @@ Reward of the N stories written for one title (group_reward):
       found in any other story for the same title (0: a copy of another story, 1: nothing shared).
 Why the novelty term: the paper's AD learns high temperatures for stories, so its reward model
 (ArmoRM-8B) must prefer what higher temperatures bring there, presumably variety and originality.
-The offline judge (SmolLM2-135M rating stories 1-9) does not: over temperatures 0 / 0.4 / 0.8 / 1.0
-its mean scores were 5.80 / 6.01 / 5.86 / 5.68 (12 titles x 2 stories), flat within noise, and an
-AD_seq trained on it alone picked temperatures of 0-0.4 for most titles. Novelty says what a
+The offline judge (SmolLM2-135M rating stories 1-9) does not: its mean scores hardly change with
+the temperature (the README gives them), and an AD_seq trained on it alone picked low temperatures
+for most titles. Novelty says what a
 creative-writing reward should also say: N samples that tell the same story are worse than N
 different ones. It needs other stories to compare with: a single story (evaluation, one per
 method) gets the judge score alone. Set NOVELTY_WEIGHT = 0 for the judge alone (the paper's reward).
 """
 import re
 
-from tasks import judge
+from tasks.judge import score_batch
 from tasks.data import is_test, subsample
 
 NAME = "stories"
@@ -253,11 +253,6 @@ def prompts(split="train", n=None, seed=0, prompt=PROMPT):
 NOVELTY_WEIGHT = 2.0  # in judge points: on the offline judge's 1-9 scale a word-for-word copy loses 2
 
 
-def reward(example, response):
-    """The judge's score of one story (see tasks.judge)."""
-    return judge.score(example["prompt"], response)
-
-
 def word_ngrams(text, n=3):
     words = re.findall(r"\w+", text.lower())
     return set(zip(*(words[i:] for i in range(n))))
@@ -271,15 +266,15 @@ def novelty(responses, n=3):
             for i, g in enumerate(grams)]
 
 
-def group_reward(example, responses):
+def group_reward(example, responses, judge):
     """The N stories for one title: the judge's scores (one batch) + NOVELTY_WEIGHT * novelty."""
-    scores = judge.score_batch([example["prompt"]] * len(responses), responses)
+    scores = score_batch(judge, [example["prompt"]] * len(responses), responses)
     if len(responses) < 2:
         return scores
     return [s + NOVELTY_WEIGHT * v for s, v in zip(scores, novelty(responses))]
 
 
-def group_metrics(example, responses, rewards):
+def group_metrics(example, responses, rewards, judge=None):
     """Evaluation with several stories per title: the judge's score (the reward less its novelty
     term: the judge is not run again) and the novelty apart. One story: its reward is the judge's."""
     if len(responses) < 2:

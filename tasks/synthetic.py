@@ -1,5 +1,5 @@
 """
-A synthetic task whose right temperature is known, to check that LPO learns (issue 3).
+A synthetic task whose right temperature is known, to check that LPO learns.
 
 Two kinds of prompt, mixed:
 - "copy":   repeat a sentence exactly. Reward 1 for an exact copy, else 0. Sampling can only
@@ -83,7 +83,7 @@ def reward(example, response):
     return float(_norm(response) == _norm(example["sentence"]))
 
 
-def group_reward(example, responses):
+def group_reward(example, responses, judge=None):
     """Rewards for the N samples of one prompt."""
     if example["kind"] == "copy":
         return [reward(example, r) for r in responses]
@@ -94,3 +94,13 @@ def group_reward(example, responses):
 
 def better_temperature(example, tau):
     return tau <= 0.4 + 1e-6 if example["kind"] == "copy" else tau >= 0.6 - 1e-6
+
+
+def temperature_metrics(examples, samples, tok, level):
+    """The share of prompts for which AD's mean temperature (over its samples' steps) is on the
+    right side: <= 0.4 to copy, >= 0.6 to vary."""
+    good = []
+    for ex in examples:
+        taus = [t for s in samples if s["id"] == ex["id"] for t in s["temperatures"]]
+        good.append(better_temperature(ex, sum(taus) / len(taus)))
+    return {"share of prompts where AD picks the better temperature": sum(good) / len(good)}

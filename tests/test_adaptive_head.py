@@ -1,13 +1,10 @@
 """Tests for adaptive_head.py: shapes, uniform start, learning, checkpoints and refusals, bf16 input."""
 import math
-import os
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder  # noqa: E402
+from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
 
 
 def trained_head(**kw):
@@ -52,12 +49,12 @@ def test_uniform_at_init_then_learns():
 def test_save_load_round_trip(tmp_path):
     head = trained_head(level="sequence", hidden=24, base_model="SmolLM2-135M")
     path = tmp_path / "head.pt"
-    head.save(path, extra={"round": 2})
+    head.save(path)
     back = AdaptiveDecoder.load(path, d_model=16, base_model="SmolLM2-135M", temperatures=DEFAULT_TEMPERATURES)
     h = torch.randn(3, 7, 16)
     assert torch.equal(head(h), back(h))
     assert (back.level, back.base_model, back.hidden, back.temps) == ("sequence", "SmolLM2-135M", 24, head.temps)
-    assert back.extra == {"round": 2} and not back.training
+    assert not back.training
 
 
 def test_refusals(tmp_path):

@@ -48,14 +48,15 @@ def test_head_fixed_at_greedy_ties_with_greedy(tmp_path):
 
 
 def test_sentence_start_temperatures():
-    from evaluate import sentence_start_temperatures
+    # the paper's Fig. 5 on constrained stories: temperature on a sentence's first token and elsewhere
     from tasks import constrained_stories
     tok = CharTokenizer()
     text = 'Abby ran. "Absolutely," she said.'
     ids = tok.encode_prompt(text)
-    choices = [1 if i in (0, 11) else 0 for i in range(len(ids))]  # 'A' of Abby, 'A' of "Absolutely
-    first, other = sentence_start_temperatures(tok, constrained_stories, [{"tokens": ids, "choices": choices}], [0.0, 1.0])
-    assert first == [1.0, 1.0] and other == [0.0] * (len(ids) - 2)
+    taus = [1.0 if i in (0, 11) else 0.2 for i in range(len(ids))]  # 'A' of Abby, 'A' of "Absolutely
+    m = constrained_stories.temperature_metrics([], [{"tokens": ids, "temperatures": taus + [0.6]}], tok, "token")
+    assert list(m.values()) == [1.0, pytest.approx(0.2)]   # the stop token's step (0.6) is not a token
+    assert constrained_stories.temperature_metrics([], [], tok, "sequence") == {}  # one temperature a response
 
 
 def test_metric_win_rate_where_less_is_better(tmp_path, monkeypatch):
@@ -66,7 +67,7 @@ def test_metric_win_rate_where_less_is_better(tmp_path, monkeypatch):
     task = types.SimpleNamespace(
         NAME="fewer_repeats", CHAT=False, LOWER_IS_BETTER={"repeats %"}, LABEL="a stand-in",
         reward=lambda ex, r: len(set(r)) / max(len(r), 1),                 # distinct characters: more is better
-        group_metrics=lambda ex, rs, rewards: {"repeats %": 100 * (1 - sum(rewards) / len(rewards))})
+        group_metrics=lambda ex, rs, rewards, judge: {"repeats %": 100 * (1 - sum(rewards) / len(rewards))})
     monkeypatch.setitem(tasks.TASKS, "fewer_repeats", task)
     model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
     head = AdaptiveDecoder(model.config.d_model, level="token")

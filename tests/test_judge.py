@@ -34,13 +34,6 @@ def expected():
     return read_safetensors(RM / "expected.safetensors")
 
 
-@pytest.fixture
-def restore_judge():
-    saved = judge._judge
-    yield
-    judge.set_judge(saved)
-
-
 # -----------------------------------------------------------------------------
 # Reward model
 
@@ -103,18 +96,18 @@ def test_reward_model_truncates_long_prompts_from_the_left():
         assert judge.encode_all(rm, ["x"], ["word " * 100])[0] == rm.encode("", "word " * 100)[-40:]
 
 
-def test_set_judge_with_reward_model(restore_judge):
+def test_reward_model_as_the_tasks_judge():
     rm = RewardModel(RM)
-    judge.set_judge(rm.score)
     prompt, response = PAIRS[0]
-    assert abs(tasks.reward({"task": "stories", "prompt": prompt}, response) - rm.score([prompt], [response])[0]) < 1e-6
-    assert judge.score_batch(PROMPTS, RESPONSES) == pytest.approx(rm.score(PROMPTS, RESPONSES), abs=1e-5)
+    ex = {"task": "instructions", "id": "i", "prompt": prompt}
+    assert abs(tasks.rewards([ex], [response], rm.score)[0] - rm.score([prompt], [response])[0]) < 1e-6
+    assert judge.score_batch(rm.score, PROMPTS, RESPONSES) == pytest.approx(rm.score(PROMPTS, RESPONSES), abs=1e-5)
     # train.py's --judge: the reward model in the policy LM's dtype (bfloat16 here, as on a GPU)
-    import evaluate
     lm = type("LM", (), {"lm_head": torch.nn.Linear(2, 2, dtype=torch.bfloat16)})()
-    evaluate.set_judge(str(RM), lm, None, "cpu")
-    bf16 = judge.score_batch(PROMPTS, RESPONSES)
+    bf16 = judge.score_batch(judge.load(str(RM), lm, None), PROMPTS, RESPONSES)
     assert bf16 == pytest.approx(rm.score(PROMPTS, RESPONSES), abs=0.05) and bf16 != rm.score(PROMPTS, RESPONSES)
+    with pytest.raises(ValueError, match="2 scores for 1 responses"):  # one score per response, or an error
+        judge.score_batch(lambda ps, rs: [1.0, 2.0], ["p"], ["r"])
 
 
 # -----------------------------------------------------------------------------
@@ -176,7 +169,7 @@ def test_offline_judge_is_the_expected_digit(offline):
     assert max(scores) - min(scores) > 1e-3  # the pairs get different scores
 
 
-def test_offline_judge_batching_does_not_change_scores(offline, restore_judge):
+def test_offline_judge_batching_does_not_change_scores(offline):
     prompts, responses = PROMPTS + PROMPTS[:2], RESPONSES + ["No.", "Twenty-one, I think."]
     batched = offline.score(prompts, responses)
     offline.batch_size = 1
@@ -185,5 +178,4 @@ def test_offline_judge_batching_does_not_change_scores(offline, restore_judge):
     finally:
         offline.batch_size = 3
     assert max(abs(a - b) for a, b in zip(batched, alone)) <= 1e-4
-    judge.set_judge(offline.score)
-    assert judge.score(prompts[0], responses[0]) == pytest.approx(alone[0], abs=1e-4)
+    assert judge.score_batch(offline.score, prompts[:1], responses[:1])[0] == pytest.approx(alone[0], abs=1e-4)

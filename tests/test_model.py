@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fixtures.writers import write_safetensors
 from model import KVCache, Transformer
 from sample import generate
 from weights import WeightFileError, read_safetensors, smollm2_path
@@ -146,7 +147,6 @@ def test_missing_or_broken_config(tmp_path):
 
 
 def test_missing_tensor(tmp_path):
-    from weights import write_safetensors
     shutil.copytree(FIXTURES / "llama_gqa_tied", tmp_path / "m")
     t = read_safetensors(tmp_path / "m" / "model.safetensors")
     del t["model.layers.1.mlp.up_proj.weight"]

@@ -4,7 +4,8 @@ import re
 from tasks import arithmetic
 
 def solve(q):
-    """Solve a generated question from its words alone (written from the templates' English, not their code)."""
+    """Solve a generated question from its words alone (written from the templates' English, not
+    their code)."""
     n = [int(x) for x in re.findall(r"\d+", q)]
     if "buys" in q and "more and then gives" in q:
         return n[0] + n[1] - n[2]                  # has a, buys b more, gives c away

@@ -1,7 +1,7 @@
 # Sentence splitting and the 'Ab' constraint on tricky hand-written stories.
 import pytest
 
-from tasks import constrained_stories as cs, judge, stories
+from tasks import constrained_stories as cs, stories
 
 @pytest.mark.parametrize("text, expected", [
     # quotes: a closing quote stays with its sentence; a lowercase dialogue tag does not start a new one
@@ -57,37 +57,28 @@ def test_prompts_and_reward():
     assert exs[0]["title"] in exs[0]["prompt"] and exs[0]["task"] == "constrained_stories"
     assert "'Zo'" in cs.prompts("train", n=1, prefix="Zo")[0]["prompt"]
     ex = exs[0]
-    judge.set_judge(None)
-    assert cs.reward(ex, "Abby ran. The end.") == 0.5            # no judge: constraint only
-    try:
-        judge.set_judge(lambda ps, rs: [0.25 for _ in rs])
-        assert cs.reward(ex, "Abby ran. The end.") == 0.5 + cs.QUALITY_WEIGHT * 0.25  # + quality
-        assert stories.reward(stories.prompts("train", n=1)[0], "Once...") == 0.25
-    finally:
-        judge.set_judge(None)
-    with pytest.raises(RuntimeError, match="set_judge"):
-        stories.reward(stories.prompts("train", n=1)[0], "Once...")
+    assert cs.group_reward(ex, ["Abby ran. The end."], None) == [0.5]      # no judge: constraint only
+    quarter = lambda ps, rs: [0.25 for _ in rs]
+    assert cs.group_reward(ex, ["Abby ran. The end."], quarter) == [0.5 + cs.QUALITY_WEIGHT * 0.25]  # + quality
+    assert stories.group_reward(stories.prompts("train", n=1)[0], ["Once..."], quarter) == [0.25]
+    with pytest.raises(RuntimeError, match="judge"):
+        stories.group_reward(stories.prompts("train", n=1)[0], ["Once..."], None)
 
 
 def test_group_metrics_split_the_reward():
-    from tasks import constrained_stories, judge
+    from tasks import constrained_stories
     ex = {"prompt": "p", "prefix": "Ab"}
     responses = ["Abby ran. Then she sat.", "Absolutely. Above all."]
-    judge.set_judge(lambda ps, rs: [3.0 if r.startswith("Abby") else 7.0 for r in rs])
-    try:
-        rewards = [constrained_stories.reward(ex, r) for r in responses]   # 0.5 + w 3, 1.0 + w 7
-        m = constrained_stories.group_metrics(ex, responses, rewards)
-    finally:
-        judge.set_judge(None)
+    judge = lambda ps, rs: [3.0 if r.startswith("Abby") else 7.0 for r in rs]
+    rewards = [constrained_stories.group_reward(ex, [r], judge)[0] for r in responses]   # 0.5 + w 3, 1.0 + w 7
+    m = constrained_stories.group_metrics(ex, responses, rewards, judge)
     w = constrained_stories.QUALITY_WEIGHT
     assert rewards == [0.5 + w * 3.0, 1.0 + w * 7.0]
     assert m == {"constraint": 0.75, "quality": 5.0}
+    assert constrained_stories.group_metrics(ex, responses, [0.5, 1.0], None) == {"constraint": 0.75}
     batches = []
-    judge.set_judge(lambda ps, rs: batches.append(len(rs)) or [3.0 if r.startswith("Abby") else 7.0 for r in rs])
-    try:
-        assert constrained_stories.group_reward(ex, responses) == rewards  # the same reward, one judge call
-    finally:
-        judge.set_judge(None)
+    counting = lambda ps, rs: batches.append(len(rs)) or judge(ps, rs)
+    assert constrained_stories.group_reward(ex, responses, counting) == rewards  # the same reward, one judge call
     assert batches == [2]
 
 
@@ -99,11 +90,8 @@ def test_story_novelty_by_hand():
     assert stories.novelty([a, a.upper()]) == [0.0, 0.0]          # a copy (case ignored)
     assert stories.novelty([a]) == [1.0]                          # nothing to compare with
     ex = stories.prompts("train", n=1)[0]
-    judge.set_judge(lambda ps, rs: [5.0] * len(rs))
-    try:
-        rewards = stories.group_reward(ex, [a, a, c])
-        assert rewards == [5.0, 5.0, 5.0 + stories.NOVELTY_WEIGHT]   # the two copies get no novelty
-        assert stories.group_reward(ex, [a]) == [5.0]                # one story: the judge alone
-        assert stories.group_metrics(ex, [a, a, c], rewards) == {"judge": 5.0, "novelty": 1 / 3}
-    finally:
-        judge.set_judge(None)
+    five = lambda ps, rs: [5.0] * len(rs)
+    rewards = stories.group_reward(ex, [a, a, c], five)
+    assert rewards == [5.0, 5.0, 5.0 + stories.NOVELTY_WEIGHT]   # the two copies get no novelty
+    assert stories.group_reward(ex, [a], five) == [5.0]          # one story: the judge alone
+    assert stories.group_metrics(ex, [a, a, c], rewards) == {"judge": 5.0, "novelty": 1 / 3}

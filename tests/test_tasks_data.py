@@ -68,7 +68,8 @@ def test_download_atomic(dirs, monkeypatch):
 def test_interrupted_download_leaves_nothing(dirs, monkeypatch):
     _, cache = dirs
     target = cache / "wikitext-2/valid.txt"
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: FakeResponse(b"x" * 100, str(target), fail_after=2))
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        lambda url, timeout=None: FakeResponse(b"x" * 100, str(target), fail_after=2))
     with pytest.raises(FileNotFoundError, match="connection dropped"):
         data.data_path("wikitext-2/valid.txt")
     assert not target.exists() and list(target.parent.iterdir()) == []
@@ -96,16 +97,19 @@ def test_clear_error_when_nothing_works(dirs):
 
 def test_alpaca_eval_json_becomes_jsonl(dirs, monkeypatch):
     local, cache = dirs
-    payload = b'[{"instruction": "Say hi.", "output": "hi", "dataset": "helpful_base"}, {"instruction": "Add 2+2", "dataset": "oasst"}]'
+    payload = (b'[{"instruction": "Say hi.", "output": "hi", "dataset": "helpful_base"}, '
+               b'{"instruction": "Add 2+2", "dataset": "oasst"}]')
     urls = []
     def fake_urlopen(url, timeout=None):
         urls.append(url)
         return io.BytesIO(payload)
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
     path = data.data_path("alpaca_eval/instructions.jsonl")
-    assert urls == [data.URLS["alpaca_eval/instructions.jsonl"]] and path == str(cache / "alpaca_eval/instructions.jsonl")
+    assert urls == [data.URLS["alpaca_eval/instructions.jsonl"]]
+    assert path == str(cache / "alpaca_eval/instructions.jsonl")
     lines = open(path).read().splitlines()
-    assert lines == ['{"dataset": "helpful_base", "instruction": "Say hi."}', '{"dataset": "oasst", "instruction": "Add 2+2"}']
+    assert lines == ['{"dataset": "helpful_base", "instruction": "Say hi."}',
+                     '{"dataset": "oasst", "instruction": "Add 2+2"}']
 
 
 def test_helpers():
@@ -116,19 +120,23 @@ def test_helpers():
     assert 0.18 < frac < 0.22
 
 def test_registry():
-    assert set(tasks.TASKS) == {"arithmetic", "arithmetic_vote", "gsm8k", "gsm8k_vote", "stories", "instructions",
-                                "repetition", "constrained_stories", "synthetic"}
+    assert set(tasks.TASKS) == {"arithmetic", "arithmetic_vote", "gsm8k", "gsm8k_vote", "stories",
+                                "instructions", "repetition", "constrained_stories", "synthetic"}
     assert tasks.get_task("gsm8k") is tasks.gsm8k
-    with pytest.raises(ValueError, match="valid tasks: arithmetic, arithmetic_vote, constrained_stories, gsm8k"):
+    with pytest.raises(ValueError,
+                       match="valid tasks: arithmetic, arithmetic_vote, constrained_stories, gsm8k"):
         tasks.get_task("gsm8", )
-    for name, t in tasks.TASKS.items():  # the uniform interface
-        assert t.NAME == name and isinstance(t.CHAT, bool) and callable(t.prompts) and callable(t.reward)
+    for name in tasks.TASKS:  # the uniform interface, optional hooks filled in by get_task
+        t = tasks.get_task(name)
+        assert t.NAME == name and isinstance(t.CHAT, bool) and callable(t.prompts) and callable(t.group_reward)
+        assert callable(t.group_metrics) and callable(t.temperature_metrics) and t.EVAL_SAMPLES >= 1
+        assert isinstance(t.LABEL, str) and all(isinstance(m, str) for m in t.LOWER_IS_BETTER)
     assert tasks.mix("synthetic") == {"synthetic": 1}                      # a task alone
     assert tasks.mix("ultramathstories_arithmetic") == {"instructions": 1, "arithmetic": 2, "stories": 1}
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         tasks.mix("nope")
     ex = tasks.prompts("arithmetic", "test", n=2)
-    assert len(ex) == 2 and tasks.reward(ex[0], f"The answer is {ex[0]['gold']}") == 1.0
+    assert len(ex) == 2 and tasks.rewards(ex[:1], [f"The answer is {ex[0]['gold']}"]) == [1.0]
 
 def test_stories():
     assert len(stories.TITLES) >= 200 and len(set(stories.TITLES)) == len(stories.TITLES)
@@ -144,10 +152,13 @@ def test_instructions_ultrafeedback_local(tmp_path, monkeypatch):
                  + '{"instruction": "Explain topic number 0."}\n\n')  # a duplicate and a blank line
     monkeypatch.setenv("LPO_ULTRAFEEDBACK", str(f))
     train, test = instructions.prompts("train"), instructions.prompts("test")
-    assert len(train) + len(test) == 100 and test and not {e["prompt"] for e in train} & {e["prompt"] for e in test}
+    assert len(train) + len(test) == 100 and test
+    assert not {e["prompt"] for e in train} & {e["prompt"] for e in test}
     assert train[0]["source"] == "ultrafeedback"
 
-@pytest.mark.skipif(not os.path.isfile(os.path.join(os.environ.get("LPO_DATA_DIR", ""), "alpaca_eval", "instructions.jsonl")),
+ALPACA_EVAL = os.path.join(os.environ.get("LPO_DATA_DIR", ""), "alpaca_eval", "instructions.jsonl")
+
+@pytest.mark.skipif(not os.path.isfile(ALPACA_EVAL),
                     reason="set LPO_DATA_DIR to a copy of the data (alpaca_eval/instructions.jsonl)")
 def test_instructions_alpaca_eval(monkeypatch):
     monkeypatch.delenv("LPO_ULTRAFEEDBACK", raising=False)

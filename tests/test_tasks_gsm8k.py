@@ -8,7 +8,8 @@ from tasks import gsm8k, gsm8k_vote
 
 DATA = os.environ.get("LPO_DATA_DIR", "")
 TEST = os.path.join(DATA, "gsm8k", "test.jsonl")
-needs_data = pytest.mark.skipif(not os.path.isfile(TEST), reason="set LPO_DATA_DIR to a copy of the data (gsm8k/test.jsonl)")
+needs_data = pytest.mark.skipif(not os.path.isfile(TEST),
+                                reason="set LPO_DATA_DIR to a copy of the data (gsm8k/test.jsonl)")
 
 @needs_data
 def test_real_gold_answers():
@@ -90,12 +91,16 @@ def test_majority_vote():
     assert gsm8k.majority_vote([None, None]) is None
     assert gsm8k.majority_vote([]) is None
 
-def test_accuracies():
+def test_single_and_majority_rewards():
     golds = ["18", "3"]
-    assert gsm8k.accuracy(["The answer is 18", "The answer is 4"], golds) == 0.5
+    single = ["The answer is 18", "The answer is 4"]  # one response per problem: right, wrong
+    assert [gsm8k.reward({"gold": g}, r) for r, g in zip(single, golds)] == [1.0, 0.0]
     samples = [["The answer is 18", "The answer is 17", "The answer is 18.0"],  # majority 18: right
                ["The answer is 4", "The answer is 3", "The answer is 4"]]       # majority 4: wrong
-    assert gsm8k.maj_accuracy(samples, golds) == 0.5
+    assert [gsm8k_vote.vote_reward({"gold": g}, rs) for rs, g in zip(samples, golds)] == [1.0, 0.0]
+    metrics = gsm8k_vote.group_metrics({"gold": "3"}, samples[1], [0.0, 1.0, 0.0])
+    assert metrics == {"maj@3": 0.0, "single": 1 / 3}
     assert gsm8k_vote.vote(["The answer is 2", "The answer is 1,000", "the answer is 1000"]) == "1000"
-    assert gsm8k_vote.vote_reward({"gold": "1000"}, ["The answer is 2", "The answer is 1,000", "1000."]) == 1.0
-    assert gsm8k_vote.vote_reward({"gold": "2"}, ["The answer is 2", "The answer is 1,000", "1000."]) == 0.0
+    responses = ["The answer is 2", "The answer is 1,000", "1000."]
+    assert gsm8k_vote.vote_reward({"gold": "1000"}, responses) == 1.0
+    assert gsm8k_vote.vote_reward({"gold": "2"}, responses) == 0.0

@@ -43,9 +43,12 @@ def test_clean():
     assert repetition.clean(line) == 'The red-tipped claw, weighing 2.5 kg (5,500 g), is "lobster red".'
     assert repetition.passage("Too short .", n_words=5) is None
     # the window skips the first sentence, which has an <unk>
-    assert repetition.passage("A <unk> here . One two three four five six .", n_words=5) == "One two three four five"
+    got = repetition.passage("A <unk> here . One two three four five six .", n_words=5)
+    assert got == "One two three four five"
 
-@pytest.mark.skipif(not os.path.isfile(os.path.join(os.environ.get("LPO_DATA_DIR", ""), "wikitext-2", "valid.txt")),
+WIKITEXT = os.path.join(os.environ.get("LPO_DATA_DIR", ""), "wikitext-2", "valid.txt")
+
+@pytest.mark.skipif(not os.path.isfile(WIKITEXT),
                     reason="set LPO_DATA_DIR to a copy of the data (wikitext-2/valid.txt)")
 def test_wikitext_prompts():
     exs = repetition.prompts("train")

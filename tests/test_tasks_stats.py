@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tasks.stats import mean_ci, win_rate
+from tasks.stats import bootstrap_ci, win_rate
 
 def test_known_win_rate():
     # A beats B on exactly 70% of 1000 prompts and loses on the rest
@@ -38,10 +38,10 @@ def test_ci_covers_truth():
         covered += lo <= 0.6 <= hi
     assert 0.88 <= covered / 200 <= 0.99
 
-def test_deterministic_and_mean_ci():
+def test_deterministic_and_bootstrap_ci():
     x = np.random.default_rng(3).normal(2.0, 1.0, size=400)
-    assert mean_ci(x, seed=5) == mean_ci(x, seed=5)
-    m, lo, hi = mean_ci(x)
+    assert bootstrap_ci(x, seed=5) == bootstrap_ci(x, seed=5)
+    m, lo, hi = bootstrap_ci(x)
     assert m == pytest.approx(x.mean()) and lo < m < hi
     assert hi - lo == pytest.approx(2 * 1.96 / 20, rel=0.2)   # ~ 2 * 1.96 * sd / sqrt(n)
     with pytest.raises(AssertionError):

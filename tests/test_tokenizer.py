@@ -3,17 +3,15 @@ tests/fixtures/make_tokenizer_fixture.py in tests/fixtures/tokenizer_cases/ (no 
 import json
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import tiktoken
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tokenizer as tk  # noqa: E402
-from tokenizer import Tokenizer  # noqa: E402
-from weights import WeightFileError, read_gguf, smollm2_path  # noqa: E402
+import tokenizer as tk
+from tokenizer import Tokenizer
+from weights import WeightFileError, read_gguf, smollm2_path
 
 FIX = Path(__file__).parent / "fixtures" / "tokenizer_cases"
 CASES = json.loads((FIX / "cases.json").read_text())
@@ -27,7 +25,8 @@ def unlossy(text):  # text SmolLM2 can round-trip
 
 
 def random_text(rng, n):
-    """Random unicode: ascii, whitespace, digits, Latin-1 (incl. controls), accents, CJK, emoji, any BMP char."""
+    """Random unicode: ascii, whitespace, digits, Latin-1 (incl. controls), accents, CJK, emoji, any
+    BMP char."""
     def char():
         kind = rng.random()
         if kind < 0.3:
@@ -116,17 +115,20 @@ def test_smollm2_vocab_facts():
 
 
 @pytest.mark.parametrize("pre, key", [
-    ({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
-                                            {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}]},
+    ({"type": "Sequence",
+      "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}]},
      "cases"),
-    ({"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}, "bytelevel_cases"),
+    ({"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+     "bytelevel_cases"),
 ])
 def test_smollm2_as_tokenizer_json(tmp_path, pre, key):
     """SmolLM2 written as an HF tokenizer.json; plain ByteLevel is what transformers builds from the GGUF."""
     meta, _ = read_gguf(smollm2_path(), load_tensors=False)
     tokens, types = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"]
     (tmp_path / "tokenizer.json").write_text(json.dumps({
-        "added_tokens": [{"id": i, "content": t, "special": True} for i, t in enumerate(tokens) if types[i] == 3],
+        "added_tokens": [{"id": i, "content": t, "special": True}
+                         for i, t in enumerate(tokens) if types[i] == 3],
         "normalizer": None, "pre_tokenizer": pre,
         "model": {"type": "BPE", "vocab": {t: i for i, t in enumerate(tokens)},
                   "merges": [m.split(" ") for m in meta["tokenizer.ggml.merges"]]}}))
@@ -139,7 +141,8 @@ def test_smollm2_pattern_equals_digits_then_gpt2():
     """SMOLLM_PATTERN splits exactly like HF's Digits(individual_digits=True) followed by GPT-2's regex."""
     regex = pytest.importorskip("regex")  # installed with tiktoken
     def two_step(text):
-        return [w for piece in regex.findall(r"\p{N}|\P{N}+", text) for w in regex.findall(tk.GPT2_PATTERN, piece)]
+        return [w for piece in regex.findall(r"\p{N}|\P{N}+", text)
+                for w in regex.findall(tk.GPT2_PATTERN, piece)]
     rng = random.Random(0)
     texts = [c["text"] for c in SMOL["cases"]] + ["a  1", " 1", "1 2  3\n\n4 \t5", "x'1'", " ½ ٣"]
     texts += ["".join(rng.choice("a1 \t\n'.sé٣½") for _ in range(rng.randrange(30))) for _ in range(3000)]
@@ -186,8 +189,8 @@ def test_gpt2_matches_tiktoken(gpt2):
     with pytest.raises(ValueError):
         tok.decode([50257])
     assert tok.encode("<|endoftext|>", allow_special=True) == [50256]
-    assert (tok.n_vocab, tok.bos_id, tok.eos_id, tok.stop_ids, tok.chat_format) == (50257, 50256, 50256, [50256],
-                                                                                    "plain")
+    assert (tok.n_vocab, tok.bos_id, tok.eos_id, tok.stop_ids, tok.chat_format) == (
+        50257, 50256, 50256, [50256], "plain")
     assert tok.encode_prompt("Once upon a time") == tok.encode("Once upon a time")
     msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
     assert tok.format_chat(msgs) == "ab"
@@ -206,7 +209,8 @@ def check_cases(tok, name):
 def test_tiny_tokenizer_json():
     tok = Tokenizer.from_pretrained(FIX / "tiny_bpe")
     check_cases(tok, "tiny_bpe")
-    assert (tok.n_vocab, tok.bos_id, tok.eos_id, tok.chat_format, tok.stop_ids) == (420, 1, 2, "chatml", [2, 0])
+    assert (tok.n_vocab, tok.bos_id, tok.eos_id, tok.chat_format, tok.stop_ids) == (
+        420, 1, 2, "chatml", [2, 0])
     assert tok.decode(tok.encode("hello 123 world")) == "hello 123 world"
 
 
@@ -224,7 +228,8 @@ def test_tiny_llama3(tmp_path):
         msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!\n"}]
         assert tok.format_chat(msgs) == (
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
-            "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+            "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n")
         ids = tok.encode_prompt("Hi!", system="Be brief.")
         tail = [n + 6] + tok.encode("assistant") + [n + 7] + tok.encode("\n\n")
         assert ids[0] == n and ids[-len(tail):] == tail and ids.count(n + 9) == 2

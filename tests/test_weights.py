@@ -1,20 +1,19 @@
-"""Tests for weights.py: parsers (good and damaged files), dequantizers, writers, hub download."""
+"""Tests for weights.py: parsers (good and damaged files), dequantizers, hub download; and the
+test writers of tests/fixtures/writers.py."""
 import io
 import json
 import struct
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import weights as W  # noqa: E402
-from weights import WeightFileError  # noqa: E402
+import weights as W
+from fixtures.writers import write_gguf, write_safetensors
+from weights import WeightFileError
 
 
 def expect_error(path, fn, *args, match=None):
@@ -34,7 +33,8 @@ def all_dtypes():
     x = torch.randn(3, 5, generator=g)
     return {"f64": x.double(), "f32": x, "f16": x.half(), "bf16": x.bfloat16(),
             "i64": torch.arange(6).reshape(2, 3), "i32": torch.arange(4, dtype=torch.int32),
-            "i16": torch.tensor([-3, 7], dtype=torch.int16), "i8": torch.tensor([-128, 127], dtype=torch.int8),
+            "i16": torch.tensor([-3, 7], dtype=torch.int16),
+            "i8": torch.tensor([-128, 127], dtype=torch.int8),
             "u8": torch.tensor([0, 255], dtype=torch.uint8), "bool": torch.tensor([True, False, True]),
             "scalar": torch.tensor(2.5), "empty": torch.zeros(0, 4)}
 
@@ -48,7 +48,7 @@ def assert_same(a, b):
 
 def test_safetensors_roundtrip_own_writer(tmp_path):
     ts = all_dtypes()
-    W.write_safetensors(tmp_path / "m.safetensors", ts, metadata={"format": "pt"})
+    write_safetensors(tmp_path / "m.safetensors", ts, metadata={"format": "pt"})
     got = W.read_safetensors(tmp_path / "m.safetensors")
     assert_same(got, ts)
     got["f32"][0, 0] = 1.0  # writable
@@ -59,7 +59,7 @@ def test_safetensors_against_package(tmp_path):
     ts = {k: v for k, v in all_dtypes().items()}
     st.save_file(ts, tmp_path / "a.safetensors", metadata={"format": "pt"})
     assert_same(W.read_safetensors(tmp_path / "a.safetensors"), ts)
-    W.write_safetensors(tmp_path / "b.safetensors", ts)
+    write_safetensors(tmp_path / "b.safetensors", ts)
     assert_same(st.load_file(tmp_path / "b.safetensors"), ts)
 
 
@@ -142,7 +142,7 @@ def shard(tmp_path, names_to_file, kind):
         full[name] = torch.full((2, 2), float(i))
         files.setdefault(f, {})[name] = full[name]
     for f, sd in files.items():
-        W.write_safetensors(tmp_path / f, sd) if kind == "safetensors" else torch.save(sd, tmp_path / f)
+        write_safetensors(tmp_path / f, sd) if kind == "safetensors" else torch.save(sd, tmp_path / f)
     index = "model.safetensors.index.json" if kind == "safetensors" else "pytorch_model.bin.index.json"
     (tmp_path / index).write_text(json.dumps({"metadata": {}, "weight_map": names_to_file}))
     return full
@@ -162,7 +162,7 @@ def test_checkpoint_dir(tmp_path, kind):
 def test_checkpoint_dir_single_and_errors(tmp_path):
     expect_error(tmp_path, W.read_checkpoint_dir, tmp_path, match="no model.safetensors")
     torch.save({"x": torch.ones(2)}, tmp_path / "pytorch_model.bin")
-    W.write_safetensors(tmp_path / "model.safetensors", {"y": torch.ones(3)})
+    write_safetensors(tmp_path / "model.safetensors", {"y": torch.ones(3)})
     assert list(W.read_checkpoint_dir(tmp_path)) == ["y"]  # safetensors preferred
     (tmp_path / "model.safetensors").unlink()
     assert list(W.read_checkpoint_dir(tmp_path)) == ["x"]
@@ -171,8 +171,9 @@ def test_checkpoint_dir_single_and_errors(tmp_path):
     expect_error(tmp_path / "model.safetensors.index.json", W.read_checkpoint_dir, tmp_path, match="json")
     (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": {"a": "../../etc/passwd"}}')
     expect_error(tmp_path, W.read_checkpoint_dir, tmp_path, match="weight_map")
-    (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors"}}')
-    W.write_safetensors(tmp_path / "s1.safetensors", {"a": torch.ones(1)})
+    (tmp_path / "model.safetensors.index.json").write_text(
+        '{"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors"}}')
+    write_safetensors(tmp_path / "s1.safetensors", {"a": torch.ones(1)})
     expect_error(tmp_path, W.read_checkpoint_dir, tmp_path, match="in no shard")
     expect_error(tmp_path / "f", W.read_checkpoint_dir, tmp_path / "f", match="not a directory")
 
@@ -194,7 +195,8 @@ def gstr(s):
 def raw_gguf(path, kvs=b"", n_kv=0, infos=(), data=b"", version=3, align=32, n_tensors=None, magic=b"GGUF"):
     """infos: (name, ne list, ggml type id, offset). Built by hand, independently of weights.py."""
     ti = b"".join(gstr(n) + struct.pack(f"<I{len(ne)}QIQ", len(ne), *ne, t, o) for n, ne, t, o in infos)
-    head = magic + struct.pack("<IQQ", version, len(infos) if n_tensors is None else n_tensors, n_kv) + kvs + ti
+    n_tensors = len(infos) if n_tensors is None else n_tensors
+    head = magic + struct.pack("<IQQ", version, n_tensors, n_kv) + kvs + ti
     path.write_bytes(head + bytes(-len(head) % align) + data)
     return path
 
@@ -235,7 +237,8 @@ def test_gguf_float_types_and_metadata(tmp_path):
           + gstr("a.b") + struct.pack("<I?", 7, True) + gstr("a.f64") + struct.pack("<Id", 12, 0.1)
           + gstr("a.i64s") + struct.pack("<IIQ3q", 9, 11, 3, -1, 0, 2**40)
           + gstr("a.strs") + struct.pack("<IIQ", 9, 8, 2) + gstr("Ġ t") + gstr("")
-          + gstr("a.nest") + struct.pack("<IIQ", 9, 9, 1) + struct.pack("<IQ", 5, 2) + struct.pack("<2i", -1, 1))
+          + gstr("a.nest") + struct.pack("<IIQ", 9, 9, 1) + struct.pack("<IQ", 5, 2)
+          + struct.pack("<2i", -1, 1))
     data = x.tobytes() + bytes(8) + x.astype("<f2").tobytes() + bytes(20) + bf
     p = raw_gguf(tmp_path / "f.gguf", kv, 7, [("f32", [3, 2], 0, 0), ("f16", [3, 2], 1, 32),
                                              ("bf16", [3, 2], 30, 64)], data)
@@ -255,7 +258,7 @@ def test_write_gguf_roundtrip(tmp_path):
     meta = {"general.architecture": "llama", "n": 5, "big": -(2**40), "eps": 1e-5, "ok": False,
             "toks": ["a", "b c"], "ids": [1, 2, 3]}
     ts = {name: (x, name) for name in ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1")}
-    W.write_gguf(tmp_path / "w.gguf", meta, ts)
+    write_gguf(tmp_path / "w.gguf", meta, ts)
     m, t = W.read_gguf(tmp_path / "w.gguf")
     assert m["n"] == 5 and m["big"] == -(2**40) and m["toks"] == ["a", "b c"] and m["ids"] == [1, 2, 3]
     assert m["ok"] is False and abs(m["eps"] - 1e-5) < 1e-12
@@ -273,7 +276,7 @@ def test_write_gguf_matches_gguf_package(tmp_path):
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((8, 96)) * 3).astype(np.float32)
     types = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1")
-    W.write_gguf(tmp_path / "w.gguf", {"general.name": "t", "v": [1.5, 2.5]}, {k: (x, k) for k in types})
+    write_gguf(tmp_path / "w.gguf", {"general.name": "t", "v": [1.5, 2.5]}, {k: (x, k) for k in types})
     r = gguf.GGUFReader(tmp_path / "w.gguf")
     assert r.fields["general.name"].contents() == "t" and r.fields["v"].contents() == [1.5, 2.5]
     _, ours = W.read_gguf(tmp_path / "w.gguf")
@@ -290,7 +293,8 @@ def test_write_gguf_matches_gguf_package(tmp_path):
 def good_gguf(tmp_path):
     x = np.arange(64, dtype=np.float32).reshape(2, 32)
     p = tmp_path / "g.gguf"
-    W.write_gguf(p, {"general.architecture": "llama", "toks": ["a", "b"], "ids": [1, 2]}, {"w": (x, "F32"), "q": (x, "Q8_0")})
+    write_gguf(p, {"general.architecture": "llama", "toks": ["a", "b"], "ids": [1, 2]},
+               {"w": (x, "F32"), "q": (x, "Q8_0")})
     return p, bytearray(p.read_bytes())
 
 
@@ -302,11 +306,13 @@ def patch_u64_after(b, needle, skip, value):
 
 @pytest.mark.parametrize("case,match", [
     ("empty", "empty"), ("magic", "not a GGUF"), ("short", "truncated"), ("v1", "version 1"),
-    ("v4", "version 4"), ("big_endian", "big-endian"), ("tensor_count", "more than"), ("kv_count", "more than"),
+    ("v4", "version 4"), ("big_endian", "big-endian"), ("tensor_count", "more than"),
+    ("kv_count", "more than"),
     ("key_len", "truncated"), ("array_len", "truncated"), ("str_array_len", "more than"),
     ("value_type", "unknown value type"), ("n_dims", "n_dims"), ("ttype", "Q4_K"), ("misaligned", "aligned"),
     ("offset_eof", "past the end"), ("truncated_data", "past the end"), ("cut_header", "truncated"),
-    ("alignment", "alignment"), ("row_len", "block size"), ("overlap", "overlap"), ("huge_ne", "past the end"),
+    ("alignment", "alignment"), ("row_len", "block size"), ("overlap", "overlap"),
+    ("huge_ne", "past the end"),
     ("bad_utf8", "utf-8"),
 ])
 def test_gguf_damaged(tmp_path, case, match):
@@ -348,7 +354,7 @@ def test_gguf_damaged(tmp_path, case, match):
     elif case == "cut_header":
         b = b[:b.index(b"\x01\x00\x00\x00\x00\x00\x00\x00q") + 12]
     elif case == "alignment":
-        W.write_gguf(p, {"general.alignment": 24}, {"w": (np.zeros(4, np.float32), "F32")})
+        write_gguf(p, {"general.alignment": 24}, {"w": (np.zeros(4, np.float32), "F32")})
         b = p.read_bytes()
     elif case == "row_len":
         raw_gguf(p, infos=[("w", [16], 8, 0)], data=bytes(34))
@@ -368,9 +374,9 @@ def test_gguf_damaged(tmp_path, case, match):
 def test_fuzz_only_weight_file_errors(tmp_path):
     """Random truncations and corrupted header bytes: a clean result or a WeightFileError, nothing else."""
     x = np.arange(64, dtype=np.float32).reshape(2, 32)
-    W.write_gguf(tmp_path / "f.gguf", {"a": "llama", "toks": ["a", "b"], "ids": [1, 2], "f": 1.5},
+    write_gguf(tmp_path / "f.gguf", {"a": "llama", "toks": ["a", "b"], "ids": [1, 2], "f": 1.5},
                  {"w": (x, "F32"), "q": (x, "Q8_0"), "r": (x, "Q4_1")})
-    W.write_safetensors(tmp_path / "f.safetensors", {"a": torch.ones(3, 2), "b": torch.zeros(4).bfloat16()})
+    write_safetensors(tmp_path / "f.safetensors", {"a": torch.ones(3, 2), "b": torch.zeros(4).bfloat16()})
     rng = np.random.default_rng(0)
     for i in range(400):
         name = ("f.gguf", "f.safetensors")[i % 2]
@@ -390,7 +396,8 @@ def test_fuzz_only_weight_file_errors(tmp_path):
 
 
 def test_gguf_unsupported_type_ok_without_tensors(tmp_path):
-    p = raw_gguf(tmp_path / "k.gguf", gstr("x") + struct.pack("<II", 4, 1), 1, [("w", [256], 12, 0)], bytes(144))
+    p = raw_gguf(tmp_path / "k.gguf", gstr("x") + struct.pack("<II", 4, 1), 1, [("w", [256], 12, 0)],
+                 bytes(144))
     assert W.read_gguf(p, load_tensors=False) == ({"x": 1}, {})
     expect_error(p, W.read_gguf, p, match="Q4_K")
 
@@ -579,7 +586,8 @@ def test_hub_progress_line(hub, capsys, monkeypatch):
     assert "org/model/big.bin" in err and "MB/s" in err and "/ 3.1 MB" in err
 
 
-@pytest.mark.parametrize("code,match", [(401, "gated"), (403, "HF_TOKEN"), (404, "not found"), (500, "HTTP 500")])
+@pytest.mark.parametrize("code,match", [(401, "gated"), (403, "HF_TOKEN"), (404, "not found"),
+                                        (500, "HTTP 500")])
 def test_hub_http_errors(hub, tmp_path, code, match):
     hub({}, error=code)
     with pytest.raises(WeightFileError, match=match):
@@ -603,9 +611,9 @@ def test_hub_network_down_and_bad_names(hub, monkeypatch):
 
 def test_hub_model_dir(hub, tmp_path):
     buf = tmp_path / "s.safetensors"
-    W.write_safetensors(buf, {"a": torch.ones(2)})
+    write_safetensors(buf, {"a": torch.ones(2)})
     s1 = buf.read_bytes()
-    W.write_safetensors(buf, {"b": torch.zeros(3)})
+    write_safetensors(buf, {"b": torch.zeros(3)})
     files = {"config.json": b"{}", "model.safetensors.index.json":
              json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors",
                                         "b": "model-00002-of-00002.safetensors"}}).encode(),
