@@ -49,7 +49,8 @@ class AdaptiveDecoder(nn.Module):
     def forward(self, h):
         """h: (..., d_model) final hidden states of the frozen LM -> logits (..., K) over temperatures."""
         if h.shape[-1] != self.d_model:
-            raise ValueError(f"adaptive head expects hidden size {self.d_model}, got input of shape {tuple(h.shape)}")
+            raise ValueError(f"adaptive head expects hidden size {self.d_model}, "
+                             f"got input of shape {tuple(h.shape)}")
         w = self.mlp[0].weight
         return self.mlp(h.to(device=w.device, dtype=w.dtype))  # a bf16 LM can feed an fp32 head
 

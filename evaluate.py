@@ -38,8 +38,8 @@ def methods(head, compare=True):
     return m
 
 
-def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batch_size=48, seed=0, out_dir=None,
-             compare=True, judge=None):
+def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batch_size=48, seed=0,
+             out_dir=None, compare=True, judge=None):
     """AD (greedy temperature selection) and, with compare, every baseline on the examples, with
     n_samples responses per prompt and method (default: the tasks' EVAL_SAMPLES), scored by the
     tasks' rewards (judge: for the judged tasks, see tasks/judge.py)."""
@@ -47,7 +47,7 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
         n_samples = max(tasks.get_task(ex["task"]).EVAL_SAMPLES for ex in examples)
     per_batch = max(1, batch_size // n_samples)
     temps = head.temperatures.tolist()
-    results = {}  # method -> {"reward": per-prompt mean reward, "metrics": per-prompt dicts, "samples": [...]}
+    results = {}  # method -> {"reward": per-prompt mean reward, "metrics": per-prompt dicts, "samples"}
     for name, kw in methods(head, compare).items():
         rewards, metrics, samples = [], [], []
         for b in range(0, len(examples), per_batch):
@@ -60,7 +60,8 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
                 rows = range(i * n_samples, (i + 1) * n_samples)
                 rewards.append(sum(rs[j] for j in rows) / n_samples)
                 task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the constraint alone
-                metrics.append(task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows], judge))
+                metrics.append(task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows],
+                                                  judge))
                 samples += [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
                              "choices": g.choices[j] if g.choices else None,
                              "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None}
@@ -84,16 +85,17 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
                 rows[name][key] = sum(m) / len(m)
                 if name != "AD":  # AD wins a prompt where its metric is better: lower, for some
                     sign = -1 if key in task.LOWER_IS_BETTER else 1
-                    rows[name][key + " AD win rate"] = win_rate([sign * results["AD"]["metrics"][i][key] for i in idx],
-                                                                [sign * x for x in m])
+                    ad_m = [sign * results["AD"]["metrics"][i][key] for i in idx]
+                    rows[name][key + " AD win rate"] = win_rate(ad_m, [sign * x for x in m])
         ids = {examples[i]["id"] for i in idx}
         ad_samples = [s for s in results["AD"]["samples"] if s["id"] in ids]
         counts = [0] * len(temps)
         for s in ad_samples:
             for k in (s["choices"] if head.level == "token" else s["choices"][:1]):
                 counts[k] += 1
+        mean_temperature = sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)
         report["subtasks"][sub] = {"prompts": len(idx), "methods": rows, "ad_temperature_counts": counts,
-                                   "ad_mean_temperature": sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)}
+                                   "ad_mean_temperature": mean_temperature}
         if task.LABEL:  # e.g. arithmetic: a stand-in for GSM8K, said wherever it is reported
             report["subtasks"][sub]["label"] = task.LABEL
         analysis = task.temperature_metrics([examples[i] for i in idx], ad_samples, tok, head.level)
@@ -118,12 +120,14 @@ def print_table(report):
         for what, value in r.get("ad_temperature_metrics", {}).items():
             print(f"AD's {what}: {value:.2f}\n")
         extra = [k for k in r["methods"]["AD"] if k != "mean_reward"]  # the task's own metrics
-        print("| method | mean reward | AD win rate [95% CI] |" + "".join(f" {k} | AD win rate |" for k in extra))
+        print("| method | mean reward | AD win rate [95% CI] |"
+              + "".join(f" {k} | AD win rate |" for k in extra))
         print("|---|---|---|" + "---|---|" * len(extra))
         ci = lambda w: "{:.1%} [{:.1%}, {:.1%}]".format(*w)
         for name, m in r["methods"].items():
             line = f"| {name} | {m['mean_reward']:.3f} | {'' if name == 'AD' else ci(m['ad_win_rate'])} |"
-            line += "".join(f" {m[k]:.3f} | {'' if name == 'AD' else ci(m[k + ' AD win rate'])} |" for k in extra)
+            line += "".join(f" {m[k]:.3f} | {'' if name == 'AD' else ci(m[k + ' AD win rate'])} |"
+                            for k in extra)
             print(line)
 
 
@@ -141,7 +145,8 @@ def report_html(report, tok, head, examples, ad_samples):
     parts.append("<h2>Examples</h2>")
     prompts = {ex["id"]: ex["prompt"] for ex in examples}
     for s in ad_samples[:: max(1, len(ad_samples) // 6)][:6]:
-        parts.append(temperature_html(tok, s["tokens"], s["choices"], head.temperatures.cpu(), prompts[s["id"]])
+        parts.append(temperature_html(tok, s["tokens"], s["choices"], head.temperatures.cpu(),
+                                      prompts[s["id"]])
                      + f"<p>reward {s['reward']:.3f}</p><hr>")
     return html_page(parts, "AD evaluation")
 
@@ -156,7 +161,8 @@ def main():
                    "(default: the task's EVAL_SAMPLES, e.g. 8 for gsm8k_vote, else 1)")
     p.add_argument("--max_new_tokens", type=int, default=64)
     p.add_argument("--batch_size", type=int, default=48)
-    p.add_argument("--judge", default="offline", help="'offline' (the LM rates responses) or a reward model source")
+    p.add_argument("--judge", default="offline",
+                   help="'offline' (the LM rates responses) or a reward model (directory or hub id)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out_dir", default=None, help="default: the head's directory")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

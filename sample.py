@@ -190,8 +190,10 @@ def temperature_html(tokenizer, tokens, choices, temperatures, title=""):
     for tok, k in zip(tokens, choices):
         t = float(temperatures[k])
         text = html.escape(tokenizer.decode([tok])).replace("\n", "&#8629;<br>")
-        spans.append(f'<span title="temperature {t:g}" style="background:rgba(220,40,30,{t / tmax:.2f})">{text}</span>')
-    legend = " ".join(f'<span style="background:rgba(220,40,30,{float(t) / tmax:.2f})">&nbsp;{float(t):g}&nbsp;</span>'
+        spans.append(f'<span title="temperature {t:g}" '
+                     f'style="background:rgba(220,40,30,{t / tmax:.2f})">{text}</span>')
+    legend = " ".join(f'<span style="background:rgba(220,40,30,{float(t) / tmax:.2f})">'
+                      f'&nbsp;{float(t):g}&nbsp;</span>'
                       for t in temperatures)
     return f"<h3>{html.escape(title)}</h3><p>temperature: {legend}</p><p>{''.join(spans)}</p>"
 

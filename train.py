@@ -50,25 +50,29 @@ from tokenizer import Tokenizer
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--model", default="smollm2", help="smollm2, a .gguf file, a model directory or a hub id")
-p.add_argument("--task", default="ultramathstories_arithmetic", help=f"one of {', '.join(tasks.TASKS)} or a mix: {', '.join(tasks.MIXES)}")
+p.add_argument("--task", default="ultramathstories_arithmetic",
+               help=f"one of {', '.join(tasks.TASKS)} or a mix: {', '.join(tasks.MIXES)}")
 p.add_argument("--level", default="sequence", choices=["sequence", "token"])
 p.add_argument("--loss", default="lpo", choices=["lpo", "lpo_marginal", "nll"])
 p.add_argument("--temperatures", default=",".join(str(t) for t in DEFAULT_TEMPERATURES))
 p.add_argument("--n_samples", type=int, default=4, help="N responses per prompt")
-p.add_argument("--prompts_per_round", type=int, default=64, help="training prompts a round (a mix's tasks share them as tasks.MIXES says)")
+p.add_argument("--prompts_per_round", type=int, default=64,
+               help="training prompts a round (a mix's tasks share them as tasks.MIXES says)")
 p.add_argument("--test_prompts", type=int, default=16, help="held-out prompts (per task of a mix)")
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--max_new_tokens", type=int, default=80)
 p.add_argument("--explore", type=float, default=0.5, help="while collecting, this fraction of the "
                "temperature draws ignores the head (uniform over the set): a head that a few noisy pairs "
-               "made sure of itself would otherwise stop trying other temperatures (0: the paper's on-policy sampling)")
+               "made sure of itself would otherwise stop trying other temperatures "
+               "(0: the paper's on-policy sampling)")
 p.add_argument("--beta", type=float, default=1.0)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--epochs", type=int, default=20)
 p.add_argument("--batch_size", type=int, default=64, help="rows per generation batch")
 p.add_argument("--train_batch_size", type=int, default=32, help="pairs per optimizer step")
 p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="the LM's (default: bf16 on CUDA)")
+p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+               help="the LM's (default: bf16 on CUDA)")
 p.add_argument("--judge", default="offline", help="for judged tasks: 'offline' (the LM itself rates "
                "responses, see tasks/judge.py) or a reward model (directory or hub id)")
 p.add_argument("--compare", type=int, default=1, help="1: evaluate against every fixed temperature, "
@@ -98,7 +102,8 @@ out = Path(args.out_dir or f"out/{args.task}_{args.level}")
 # same settings, a killed run goes on from the last head saved, the finished rounds' samples are
 # read back for their pairs, and collect() reads back the batches already saved.
 
-config = {k: v for k, v in vars(args).items() if k not in ("rounds", "device", "dtype", "compare", "data_dir")}
+not_settings = ("rounds", "device", "dtype", "compare", "data_dir")  # may differ when a run resumes
+config = {k: v for k, v in vars(args).items() if k not in not_settings}
 if (out / "config.json").exists():
     old = json.loads((out / "config.json").read_text())
     changed = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
@@ -168,8 +173,9 @@ def collect(name, examples, head):
         path = out / "samples" / f"{name}_batch{b:04d}.pt"
         if not path.exists():  # else: saved before a restart (resume), read back below
             prompts = [tasks.prompt_ids(tok, ex) for ex in exs for _ in range(N)]  # row i*N + j: ex i
-            g = generate(model, prompts, args.max_new_tokens, head=head, selection="sample", explore=args.explore,
-                         stop_ids=tok.stop_ids, seed=zlib.crc32(f"{args.seed}/{name}/{b}".encode()), keep_hidden=True)
+            seed = zlib.crc32(f"{args.seed}/{name}/{b}".encode())
+            g = generate(model, prompts, args.max_new_tokens, head=head, selection="sample",
+                         explore=args.explore, stop_ids=tok.stop_ids, seed=seed, keep_hidden=True)
             responses = [tok.decode(t) for t in g.tokens]
             rewards = tasks.rewards(exs, responses, judge)
             batch = [{"id": exs[j // N]["id"], "kind": tasks.subtask(exs[j // N]), "response": responses[j],
@@ -215,7 +221,8 @@ def stack_side(pairs, i):
     pad = lambda xs: pad_sequence(xs, batch_first=True).to(args.device)
     return Side(hidden=pad([s["hidden"] for s in samples]),
                 choices=pad([torch.tensor(s["choices"]) for s in samples]),
-                tokens=pad([torch.tensor(s["tokens"] + [0] * (len(s["choices"]) - len(s["tokens"]))) for s in samples]),
+                tokens=pad([torch.tensor(s["tokens"] + [0] * (len(s["choices"]) - len(s["tokens"])))
+                            for s in samples]),
                 has_choice=pad([torch.ones(len(s["choices"]), dtype=torch.bool) for s in samples]),
                 is_token=pad([torch.arange(len(s["choices"])) < len(s["tokens"]) for s in samples]))
 
@@ -248,8 +255,10 @@ def pair_loss(head, ref_head, pairs):
         return lpo_loss(temperature_logp(head, chosen), temperature_logp(head, rejected), args.beta)[0]
     if args.loss == "nll":                                   # baseline (d)
         return nll_loss(temperature_logp(head, chosen))
-    (policy_c, ref_c), (policy_r, ref_r) = mixture_logps(head, ref_head, chosen), mixture_logps(head, ref_head, rejected)
-    return lpo_marginal_loss(policy_c, policy_r, ref_c, ref_r, chosen.is_token, rejected.is_token, args.beta)[0]
+    policy_c, ref_c = mixture_logps(head, ref_head, chosen)   # loss (c), Section 3.3
+    policy_r, ref_r = mixture_logps(head, ref_head, rejected)
+    return lpo_marginal_loss(policy_c, policy_r, ref_c, ref_r, chosen.is_token, rejected.is_token,
+                             args.beta)[0]
 
 
 @torch.no_grad()
@@ -258,7 +267,8 @@ def preference_accuracy(head, pairs):
     probability than the rejected one's (ties, e.g. the same temperature on both, count half)."""
     if not pairs:
         return float("nan")
-    logp_c, logp_r = temperature_logp(head, stack_side(pairs, 0)), temperature_logp(head, stack_side(pairs, 1))
+    logp_c = temperature_logp(head, stack_side(pairs, 0))
+    logp_r = temperature_logp(head, stack_side(pairs, 1))
     return ((logp_c > logp_r).float() + 0.5 * (logp_c == logp_r).float()).mean().item()
 
 
@@ -273,7 +283,8 @@ print(f"held-out: {len(test_pairs)} pairs from {len(test_examples)} prompts")
 # (most prompts' responses tie), too few to train on without overfitting
 all_pairs = []
 for r in range(start_round):  # resume: the rounds finished before a restart, read back for their pairs
-    all_pairs += preference_pairs(collect(f"round{r + 1}", round_prompts(random.Random(args.seed * 1000 + r)), head))
+    samples = collect(f"round{r + 1}", round_prompts(random.Random(args.seed * 1000 + r)), head)
+    all_pairs += preference_pairs(samples)
 
 for r in range(start_round, args.rounds):
     t0 = time.time()
@@ -284,8 +295,9 @@ for r in range(start_round, args.rounds):
     kinds = {}
     for chosen, _ in pairs:
         kinds[chosen["kind"]] = kinds.get(chosen["kind"], 0) + 1
-    print(f"round {r + 1}: {len(samples)} samples, mean reward {sum(s['reward'] for s in samples) / len(samples):.3f}, "
-          f"{len(pairs)} new pairs ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}), {len(all_pairs)} in all")
+    mean_reward = sum(s["reward"] for s in samples) / len(samples)
+    print(f"round {r + 1}: {len(samples)} samples, mean reward {mean_reward:.3f}, {len(pairs)} new pairs "
+          f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}), {len(all_pairs)} in all")
 
     ref_head = AdaptiveDecoder.load(head_path(r), map_location=args.device)  # frozen P_ref for loss (c)
     head.train()
@@ -306,7 +318,8 @@ for r in range(start_round, args.rounds):
     save_head(head, out / "head.pt")
     print(f"round {r + 1} done in {time.time() - t0:.0f}s: preference accuracy train "
           f"{preference_accuracy(head, all_pairs):.3f}, held-out {preference_accuracy(head, test_pairs):.3f} "
-          f"(initial head {preference_accuracy(init_head, test_pairs):.3f}); saved {out / 'head.pt'}", flush=True)
+          f"(initial head {preference_accuracy(init_head, test_pairs):.3f}); saved {out / 'head.pt'}",
+          flush=True)
 
 # -----------------------------------------------------------------------------
 # the trained head on the held-out prompts, against fixed temperatures and baselines

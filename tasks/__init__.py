@@ -41,8 +41,8 @@ Data files are found (or downloaded) by tasks.data.data_path; set LPO_DATA_DIR t
 """
 import math
 
-from tasks import (arithmetic, arithmetic_vote, constrained_stories, gsm8k, gsm8k_vote, instructions, repetition,
-                   stories, synthetic)
+from tasks import (arithmetic, arithmetic_vote, constrained_stories, gsm8k, gsm8k_vote, instructions,
+                   repetition, stories, synthetic)
 
 
 def _with_defaults(task):
