@@ -42,10 +42,13 @@ def to_hf(model):
           "lm_head.weight": model.lm_head.weight}
     for i, b in enumerate(model.layers):
         p = f"model.layers.{i}."
-        q, k, v = b.attn.wqkv.weight.split([c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim])
+        q, k, v = b.attn.wqkv.weight.split([c.n_head * c.head_dim, c.n_kv_head * c.head_dim,
+                                            c.n_kv_head * c.head_dim])
         gate, up = b.mlp.w_in.weight.chunk(2)
-        sd.update({p + "input_layernorm.weight": b.attn_norm.weight, p + "post_attention_layernorm.weight": b.mlp_norm.weight,
-                   p + "self_attn.q_proj.weight": q, p + "self_attn.k_proj.weight": k, p + "self_attn.v_proj.weight": v,
+        sd.update({p + "input_layernorm.weight": b.attn_norm.weight,
+                   p + "post_attention_layernorm.weight": b.mlp_norm.weight,
+                   p + "self_attn.q_proj.weight": q, p + "self_attn.k_proj.weight": k,
+                   p + "self_attn.v_proj.weight": v,
                    p + "self_attn.o_proj.weight": b.attn.wo.weight, p + "mlp.gate_proj.weight": gate,
                    p + "mlp.up_proj.weight": up, p + "mlp.down_proj.weight": b.mlp.w_out.weight})
     hf.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=False)
@@ -105,8 +108,10 @@ def main():
     for B in args.batch:
         prompts = torch.randint(100, model.config.vocab_size, (B, args.prompt_len), generator=g)
         ours = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.0)
-        theirs = lambda: hf.generate(prompts.to(args.device), attention_mask=torch.ones_like(prompts).to(args.device),
-                                     max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
+        theirs = lambda: hf.generate(prompts.to(args.device),
+                                     attention_mask=torch.ones_like(prompts).to(args.device),
+                                     max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                                     do_sample=False)
         ours()  # warm up (allocator, kernels)
         if hf is not None:
             out_hf = theirs()
@@ -123,7 +128,8 @@ def main():
             line += f" ({bytes_per_token * ours_tps / 1e9:.0f} GB/s of weights streamed)"
         if hf is not None:
             hf_tps = n / statistics.median(t_hf)
-            line += f" | transformers {hf_tps:8.1f} tok/s | ratio {ours_tps / hf_tps:.2f}x | same tokens: {same}"
+            line += (f" | transformers {hf_tps:8.1f} tok/s | ratio {ours_tps / hf_tps:.2f}x"
+                     f" | same tokens: {same}")
         print(line, flush=True)
         if args.adaptive:
             from adaptive_head import AdaptiveDecoder

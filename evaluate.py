@@ -16,12 +16,13 @@ in --out_dir.
 import argparse
 import html
 import json
+import time
 from pathlib import Path
 
 import torch
 
 import tasks
-from sample import generate, html_page, temperature_html
+from sample import Progress, generate, html_page, temperature_html
 from tasks.stats import win_rate
 
 
@@ -39,15 +40,17 @@ def methods(head, compare=True):
 
 
 def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batch_size=48, seed=0,
-             out_dir=None, compare=True, judge=None):
+             out_dir=None, compare=True, judge=None, settings=None):
     """AD (greedy temperature selection) and, with compare, every baseline on the examples, with
     n_samples responses per prompt and method (default: the tasks' EVAL_SAMPLES), scored by the
-    tasks' rewards (judge: for the judged tasks, see tasks/judge.py)."""
+    tasks' rewards (judge: for the judged tasks, see tasks/judge.py). settings: what to say of the
+    run in the report (a dict; "started", a time.time(), gives the time the run took)."""
     if n_samples is None:
         n_samples = max(tasks.get_task(ex["task"]).EVAL_SAMPLES for ex in examples)
     per_batch = max(1, batch_size // n_samples)
     temps = head.temperatures.tolist()
     results = {}  # method -> {"reward": per-prompt mean reward, "metrics": per-prompt dicts, "samples"}
+    prog = Progress("evaluation", len(methods(head, compare)) * len(examples) * n_samples, "responses")
     for name, kw in methods(head, compare).items():
         rewards, metrics, samples = [], [], []
         for b in range(0, len(examples), per_batch):
@@ -66,10 +69,14 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
                              "choices": g.choices[j] if g.choices else None,
                              "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None}
                             for j in rows]
+            prog.update(len(results) * len(examples) * n_samples + len(samples), f"({name})")
         results[name] = {"reward": rewards, "metrics": metrics, "samples": samples}
-        print(f"  {name}: mean reward {sum(rewards) / len(rewards):.3f}", flush=True)
 
     report = {"level": head.level, "temperatures": temps, "subtasks": {}}
+    if settings:
+        report["settings"] = {k: v for k, v in settings.items() if k != "started"}
+        if "started" in settings:
+            report["settings"]["seconds"] = round(time.time() - settings["started"])
     for sub in sorted({tasks.subtask(ex) for ex in examples}):
         idx = [i for i, ex in enumerate(examples) if tasks.subtask(ex) == sub]
         task = tasks.get_task(examples[idx[0]]["task"])
@@ -111,30 +118,61 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
     return report
 
 
+def heading(report, sub):
+    r = report["subtasks"][sub]
+    hist = ", ".join(f"{t:g}: {c}" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
+    label = f": {r['label']}" if r.get("label") else ""
+    return (f"{sub}{label} ({r['prompts']} prompts; AD_{report['level'][:3]} mean temperature "
+            f"{r['ad_mean_temperature']:.2f}; choices {hist})")
+
+
+def table(r):
+    """A subtask's results as rows of cells: the header, then one row a method."""
+    extra = [k for k in r["methods"]["AD"] if k != "mean_reward"]  # the task's own metrics
+    rows = [["method", "mean reward", "AD win rate [95% CI]"]]
+    rows[0] += [c for k in extra for c in (k, "AD win rate")]
+    ci = lambda w: "" if w is None else "{:.1%} [{:.1%}, {:.1%}]".format(*w)
+    for name, m in r["methods"].items():
+        rows.append([name, f"{m['mean_reward']:.3f}", ci(m.get("ad_win_rate"))])
+        rows[-1] += [c for k in extra for c in (f"{m[k]:.3f}", ci(m.get(k + " AD win rate")))]
+    return rows
+
+
 def print_table(report):
     for sub, r in report["subtasks"].items():
-        hist = ", ".join(f"{t:g}: {c}" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
-        label = f": {r['label']}" if r.get("label") else ""
-        print(f"\n### {sub}{label} ({r['prompts']} prompts; AD_{report['level'][:3]} mean temperature "
-              f"{r['ad_mean_temperature']:.2f}; choices {hist})\n")
+        print(f"\n### {heading(report, sub)}\n")
         for what, value in r.get("ad_temperature_metrics", {}).items():
             print(f"AD's {what}: {value:.2f}\n")
-        extra = [k for k in r["methods"]["AD"] if k != "mean_reward"]  # the task's own metrics
-        print("| method | mean reward | AD win rate [95% CI] |"
-              + "".join(f" {k} | AD win rate |" for k in extra))
-        print("|---|---|---|" + "---|---|" * len(extra))
-        ci = lambda w: "{:.1%} [{:.1%}, {:.1%}]".format(*w)
-        for name, m in r["methods"].items():
-            line = f"| {name} | {m['mean_reward']:.3f} | {'' if name == 'AD' else ci(m['ad_win_rate'])} |"
-            line += "".join(f" {m[k]:.3f} | {'' if name == 'AD' else ci(m[k + ' AD win rate'])} |"
-                            for k in extra)
-            print(line)
+        rows = table(r)
+        print("| " + " | ".join(rows[0]) + " |")
+        print("|" + "---|" * len(rows[0]))
+        for row in rows[1:]:
+            print("| " + " | ".join(row) + " |")
 
 
 def report_html(report, tok, head, examples, ad_samples):
-    """A self-contained page: AD's temperature histogram per subtask and a few responses shaded
-    by the temperature chosen for each token."""
-    parts = [f"<h2>AD_{report['level'][:3]}: temperatures chosen on held-out prompts</h2>"]
+    """A self-contained page: the run's settings, the results tables, AD's temperature histogram
+    per subtask and a few responses shaded by the temperature chosen for each token."""
+    def cell(tag, x):
+        return f"<{tag} style='border:1px solid #ccc;padding:2px 6px'>{html.escape(str(x))}</{tag}>"
+    parts = ["<h1>Adaptive decoding: evaluation</h1>"]
+    if report.get("settings"):
+        parts.append("<h2>Run</h2><table style='border-collapse:collapse'>"
+                     + "".join(f"<tr>{cell('th', k)}{cell('td', v)}</tr>"
+                               for k, v in report["settings"].items())
+                     + "</table>")
+    parts.append("<h2>Results</h2><p>AD's win rate: per prompt 1 for a win, 0.5 for a tie, with a 95% "
+                 "bootstrap interval.</p>")
+    for sub, r in report["subtasks"].items():
+        rows = table(r)
+        parts.append(f"<h3>{html.escape(heading(report, sub))}</h3>"
+                     + "".join(f"<p>AD's {html.escape(w)}: {v:.2f}</p>"
+                               for w, v in r.get("ad_temperature_metrics", {}).items())
+                     + "<table style='border-collapse:collapse'>"
+                     + f"<tr>{''.join(cell('th', c) for c in rows[0])}</tr>"
+                     + "".join(f"<tr>{''.join(cell('td', c) for c in row)}</tr>" for row in rows[1:])
+                     + "</table>")
+    parts.append(f"<h2>AD_{report['level'][:3]}: temperatures chosen on held-out prompts</h2>")
     for sub, r in report["subtasks"].items():
         total = max(sum(r["ad_temperature_counts"]), 1)
         bars = "".join(f"<div style='display:flex;align-items:center'><span style='width:4em'>{t:g}</span>"

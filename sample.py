@@ -20,6 +20,7 @@ not compare with have small functions of their own: min-p (in `sample_next`) and
 CLI:
     python sample.py --model smollm2 --prompt "Write a haiku about the sea."
     python sample.py --model smollm2 --adaptive head.pt --level token --prompt "..." --html out.html
+    python sample.py --adaptive head.pt --task stories --prompt "The Lighthouse Cat"   # as the task asks
 """
 import argparse
 import html
@@ -182,6 +183,26 @@ def cut_at_stop(rows, choices, stop_ids):
     return tokens, chosen
 
 
+class Progress:
+    """For long jobs (collecting samples, evaluating): a line every few seconds with the phase,
+    done/total, the rate and the time left, estimated from the last half minute's rate."""
+    def __init__(self, phase, total, unit):
+        self.phase, self.total, self.unit = phase, total, unit
+        self.t0 = self.last = time.time()
+        self.recent = [(self.t0, 0)]  # (time, done), the last ~30 s
+
+    def update(self, done, extra=""):
+        now = time.time()
+        self.recent = [(t, d) for t, d in self.recent if now - t < 30] + [(now, done)]
+        if now - self.last > 5 or done == self.total:
+            t, d = self.recent[0] if len(self.recent) > 1 and self.recent[0][1] < done else (self.t0, 0)
+            rate = (done - d) / max(now - t, 1e-9)
+            left = f"{(self.total - done) / rate:.0f}s left" if rate > 0 else "time left unknown"
+            print(f"  {self.phase}: {done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s, {left} "
+                  f"{extra}", flush=True)
+            self.last = now
+
+
 def temperature_html(tokenizer, tokens, choices, temperatures, title=""):
     """An HTML section: each token shaded by the temperature chosen for it (the paper's Fig. 6),
     white for 0 (greedy), deeper red for hotter. html_page() makes a file of sections."""
@@ -218,6 +239,8 @@ def main():
     p.add_argument("--selection", default="greedy", choices=["greedy", "sample"])
     p.add_argument("--html", default=None, help="write the response shaded by temperature to this file")
     p.add_argument("--raw", action="store_true", help="no chat template: continue the text as it is")
+    p.add_argument("--task", default=None, help="make each --prompt into the prompt this task would write "
+                   "(e.g. arithmetic: a question; stories: a title), as a head trained on it saw them")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
@@ -236,7 +259,14 @@ def main():
             sys.exit(f"error: {args.adaptive} is a {head.level}-level head, not {args.level}-level")
     print(f"loaded {args.model} in {time.time() - t0:.1f}s", file=sys.stderr)
 
-    prompts = [tok.encode(p) if args.raw else tok.encode_prompt(p) for p in args.prompt]
+    texts, raw = args.prompt, args.raw
+    if args.task:
+        import tasks
+        task = tasks.get_task(args.task)
+        texts, raw = [task.format_prompt(p) for p in args.prompt], raw or not task.CHAT
+        for t in texts:
+            print(f"prompt ({args.task}): {t!r}", file=sys.stderr)
+    prompts = [tok.encode(t) if raw else tok.encode_prompt(t) for t in texts]
     t0 = time.time()
     g = generate(model, prompts, args.max_new_tokens, temperature=args.temperature, head=head,
                  selection=args.selection, top_p=args.top_p, min_p=args.min_p,

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 import zlib
@@ -44,7 +45,7 @@ from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
 from evaluate import evaluate
 from lpo import choice_logps, lpo_loss, lpo_marginal_loss, mixture_token_logps, nll_loss, preference_pairs
 from model import Transformer
-from sample import generate
+from sample import Progress, generate
 from tasks import judge as judges
 from tokenizer import Tokenizer
 
@@ -83,6 +84,18 @@ p.add_argument("--seed", type=int, default=0)
 p.add_argument("--out_dir", default=None, help="default: out/<task>_<level>")
 args = p.parse_args()
 
+started = time.time()
+
+
+def interrupted(signum, frame):  # Ctrl-C or a kill: what is saved is whole (files are written atomically)
+    sys.stdout.flush()
+    print("\ninterrupted; run the same command again to resume", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+signal.signal(signal.SIGINT, interrupted)
+signal.signal(signal.SIGTERM, interrupted)
+
 # -----------------------------------------------------------------------------
 # set-up: the task, the frozen LM, its tokenizer, the judge
 
@@ -96,12 +109,7 @@ except (ValueError, FileNotFoundError) as e:
 out = Path(args.out_dir or f"out/{args.task}_{args.level}")
 (out / "samples").mkdir(parents=True, exist_ok=True)
 
-# -----------------------------------------------------------------------------
-# resume. A run is its out_dir: its settings (config.json), the head after each round
-# (head_init.pt, head_round1.pt, ...) and its samples, one file per batch. Started again with the
-# same settings, a killed run goes on from the last head saved, the finished rounds' samples are
-# read back for their pairs, and collect() reads back the batches already saved.
-
+# the run's directory holds one run: the same settings resume it, other settings are refused
 not_settings = ("rounds", "device", "dtype", "compare", "data_dir")  # may differ when a run resumes
 config = {k: v for k, v in vars(args).items() if k not in not_settings}
 if (out / "config.json").exists():
@@ -120,42 +128,11 @@ judge = judges.load(args.judge, model, tok)  # for the tasks scored by a judge (
 temperatures = [float(t) for t in args.temperatures.split(",")]
 
 
-def head_path(r):
-    return out / ("head_init.pt" if r == 0 else f"head_round{r}.pt")
-
-
-def save_head(head, path):
-    head.save(str(path) + ".tmp")
-    os.replace(str(path) + ".tmp", path)
-
-
-start_round = max([r for r in range(args.rounds + 1) if head_path(r).exists()], default=None)
-if start_round is None:  # a fresh run: the head's initialisation is saved so a resume reuses it
-    save_head(AdaptiveDecoder(model.config.d_model, temperatures, args.level, base_model=str(args.model)),
-              head_path(0))
-    start_round = 0
-head = AdaptiveDecoder.load(head_path(start_round), d_model=model.config.d_model,
-                            temperatures=temperatures, map_location=args.device)
 print(f"{args.model}: {model.config.n_layer} layers, d={model.config.d_model}, {dtype} on {args.device}; "
-      f"head: {args.level} level, temperatures {temperatures}, starting at round {start_round + 1}")
+      f"head: {args.level} level, temperatures {temperatures}")
 for name in tasks.mix(args.task):  # a stand-in task says so (e.g. arithmetic in place of GSM8K)
     if tasks.get_task(name).LABEL:
         print(f"{name}: {tasks.get_task(name).LABEL}")
-
-
-class Progress:
-    """A line every few seconds: phase, done/total, rate, time left."""
-    def __init__(self, phase, total, unit):
-        self.phase, self.total, self.unit, self.t0, self.last = phase, total, unit, time.time(), 0.0
-
-    def update(self, done, extra=""):
-        now = time.time()
-        if now - self.last > 5 or done == self.total:
-            rate = done / max(now - self.t0, 1e-9)
-            left = (self.total - done) / rate if rate > 0 else float("inf")
-            print(f"  {self.phase}: {done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s, "
-                  f"{left:.0f}s left {extra}", flush=True)
-            self.last = now
 
 
 # -----------------------------------------------------------------------------
@@ -273,18 +250,73 @@ def preference_accuracy(head, pairs):
 
 
 # -----------------------------------------------------------------------------
+# what the run will do
+
+def batches_saved(name):
+    return len(list((out / "samples").glob(f"{name}_batch*.pt")))
+
+
+n_eval = max(tasks.get_task(ex["task"]).EVAL_SAMPLES for ex in test_examples)
+n_methods = 1 + (len(temperatures) + 2 if args.compare else 0)
+n_round = len(round_prompts(random.Random(args.seed)))
+per_batch = max(1, args.batch_size // args.n_samples)
+print(f"plan: 1) held-out pairs: {len(test_examples)} prompts x {args.n_samples} samples; 2) {args.rounds} "
+      f"rounds: {n_round} prompts x {args.n_samples} samples, then {args.epochs} epochs on all pairs so far; "
+      f"3) evaluation: {n_methods} methods x {len(test_examples)} prompts x {n_eval} samples")
+if args.model == "smollm2" and args.device == "cpu":  # rates measured with the default run on 2 cores
+    collected = (len(test_examples) + args.rounds * n_round) * args.n_samples
+    seconds = (0.26 * collected + 0.95 * n_methods * len(test_examples) * n_eval) * args.max_new_tokens / 80
+    print(f"about {seconds / 60:.0f} minutes on an idle 2-core CPU (the README's runs); the progress lines "
+          "below say how fast it goes here")
+
+# -----------------------------------------------------------------------------
+# resume. A run is its out_dir: its settings (config.json), the head after each round
+# (head_init.pt, head_round1.pt, ...) and its samples, one file per batch. Started again with the
+# same settings, a killed run goes on from the last head saved, the finished rounds' samples are
+# read back for their pairs, and collect() reads back the batches already saved.
+
+def head_path(r):
+    return out / ("head_init.pt" if r == 0 else f"head_round{r}.pt")
+
+
+def save_head(head, path):
+    head.save(str(path) + ".tmp")
+    os.replace(str(path) + ".tmp", path)
+
+
+start_round = max([r for r in range(args.rounds + 1) if head_path(r).exists()], default=None)
+if start_round is None:  # a fresh run: the head's initialisation is saved so a resume reuses it
+    save_head(AdaptiveDecoder(model.config.d_model, temperatures, args.level, base_model=str(args.model)),
+              head_path(0))
+    start_round = 0
+head = AdaptiveDecoder.load(head_path(start_round), d_model=model.config.d_model,
+                            temperatures=temperatures, map_location=args.device)
+if start_round > 0 or batches_saved("test"):
+    done = "all rounds done"
+    if start_round < args.rounds:
+        done = (f"round {start_round + 1}, {batches_saved(f'round{start_round + 1}')} of "
+                f"{math.ceil(n_round / per_batch)} batches collected")
+    held_out = math.ceil(len(test_examples) / per_batch)
+    if batches_saved("test") < held_out:
+        done = f"held-out pairs, {batches_saved('test')} of {held_out} batches collected"
+    print(f"resuming {out}: {done}")
+
+# each round trains on every pair so far: once the head is good, a round alone gives few pairs
+# (most prompts' responses tie), too few to train on without overfitting
+all_pairs = []
+for r in range(start_round):  # the rounds finished before a restart, read back for their pairs
+    samples = collect(f"round{r + 1}", round_prompts(random.Random(args.seed * 1000 + r)), head)
+    all_pairs += preference_pairs(samples)
+
+# -----------------------------------------------------------------------------
 # held-out pairs, collected once with the initial head: the preference accuracy reported below
 
 init_head = AdaptiveDecoder.load(head_path(0), map_location=args.device)
 test_pairs = preference_pairs(collect("test", test_examples, init_head))
 print(f"held-out: {len(test_pairs)} pairs from {len(test_examples)} prompts")
 
-# each round trains on every pair so far: once the head is good, a round alone gives few pairs
-# (most prompts' responses tie), too few to train on without overfitting
-all_pairs = []
-for r in range(start_round):  # resume: the rounds finished before a restart, read back for their pairs
-    samples = collect(f"round{r + 1}", round_prompts(random.Random(args.seed * 1000 + r)), head)
-    all_pairs += preference_pairs(samples)
+# -----------------------------------------------------------------------------
+# the online loop: generate -> decode -> reward -> pairs -> loss -> step, round after round
 
 for r in range(start_round, args.rounds):
     t0 = time.time()
@@ -292,12 +324,13 @@ for r in range(start_round, args.rounds):
     samples = collect(f"round{r + 1}", round_prompts(rng), head)    # generate -> decode -> reward
     pairs = preference_pairs(samples)                                # best against worst of each prompt
     all_pairs += pairs
-    kinds = {}
-    for chosen, _ in pairs:
-        kinds[chosen["kind"]] = kinds.get(chosen["kind"], 0) + 1
-    mean_reward = sum(s["reward"] for s in samples) / len(samples)
-    print(f"round {r + 1}: {len(samples)} samples, mean reward {mean_reward:.3f}, {len(pairs)} new pairs "
-          f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}), {len(all_pairs)} in all")
+    by_kind = {}  # the mean reward of each subtask: their rewards are on different scales
+    for s in samples:
+        by_kind.setdefault(s["kind"], []).append(s["reward"])
+    n_pairs = {k: sum(c["kind"] == k for c, _ in pairs) for k in sorted(by_kind)}
+    means = ", ".join(f"{k} {sum(v) / len(v):.3f}" for k, v in sorted(by_kind.items()))
+    print(f"round {r + 1}: {len(samples)} samples, mean reward {means}; {len(pairs)} new pairs "
+          f"({', '.join(f'{k} {n}' for k, n in n_pairs.items())}), {len(all_pairs)} in all")
 
     ref_head = AdaptiveDecoder.load(head_path(r), map_location=args.device)  # frozen P_ref for loss (c)
     head.train()
@@ -325,5 +358,7 @@ for r in range(start_round, args.rounds):
 # the trained head on the held-out prompts, against fixed temperatures and baselines
 
 print(f"\nevaluation on {len(test_examples)} held-out prompts:")
+settings = dict(config, model=str(args.model), device=args.device, dtype=str(dtype).removeprefix("torch."),
+                rounds=args.rounds, started=started)
 evaluate(model, tok, head, test_examples, None, args.max_new_tokens, args.batch_size, args.seed, out,
-         compare=bool(args.compare), judge=judge)
+         compare=bool(args.compare), judge=judge, settings=settings)

@@ -33,6 +33,9 @@ Optional (default):
                               e.g. the right temperature picked, or sentence starts against other
                               tokens (the paper's Fig. 5); samples: AD's, with 'id', 'tokens' and
                               'temperatures' (one per step) (default: none)
+    format_prompt(text) -> str
+                              the prompt the task makes of a question or title, as its prompts()
+                              do: what `sample.py --task NAME` applies (the text as it is)
     LOWER_IS_BETTER           names of group_metrics where less is better, for win rates (())
     EVAL_SAMPLES              responses per prompt and method in evaluation (1)
     LABEL                     a line that says what the task stands in for, printed wherever its
@@ -50,6 +53,7 @@ def _with_defaults(task):
         "group_reward": lambda example, responses, judge: [task.reward(example, r) for r in responses],
         "group_metrics": lambda example, responses, rewards, judge: {},
         "temperature_metrics": lambda examples, samples, tok, level: {},
+        "format_prompt": lambda text: text,
         "LOWER_IS_BETTER": (), "EVAL_SAMPLES": 1, "LABEL": "",
     }
     for name, value in defaults.items():

@@ -18,6 +18,10 @@ NAME = "arithmetic"
 LABEL = "synthetic arithmetic (stand-in for GSM8K on models too small for it)"
 CHAT = True
 PROMPT = "{question}\nAnswer with the final number only."
+
+
+def format_prompt(question):
+    return PROMPT.format(question=question)
 DEFAULT_N = {"train": 2000, "test": 500}
 
 NAMES = ["Tom", "Anna", "Ravi", "Mia", "Leo", "Sara", "Omar", "Lena", "Kofi", "Yuki", "Ben", "Zoe",
@@ -90,7 +94,7 @@ def prompts(split="train", n=None, seed=0):
             continue
         seen.add(p["question"])
         out.append(dict(p, id=f"{NAME}/{split}/{seed}/{len(out)}", task=NAME,
-                        prompt=PROMPT.format(question=p["question"])))
+                        prompt=format_prompt(p["question"])))
     return out
 
 reward = gsm8k.reward  # 1 if the extracted answer equals gold, else 0

@@ -16,5 +16,6 @@ EVAL_SAMPLES = K
 def prompts(split="train", n=None, seed=0):
     return [dict(ex, task=NAME) for ex in arithmetic.prompts(split, n, seed)]
 
+format_prompt = arithmetic.format_prompt
 reward = arithmetic.reward                  # per answer: 1 if correct else 0
 group_metrics = gsm8k_vote.group_metrics    # maj@K and single-answer accuracy

@@ -24,8 +24,11 @@ PROMPT = ("Write a creative and coherent story with the following title. "
 
 def prompts(split="train", n=None, seed=0, prefix=PREFIX):
     return [dict(ex, id=f"{NAME}/{ex['title']}", task=NAME, prefix=prefix,
-                 prompt=PROMPT.format(prefix=prefix, title=ex["title"]))
+                 prompt=format_prompt(ex["title"], prefix))
             for ex in stories.prompts(split, n, seed)]
+
+def format_prompt(title, prefix=PREFIX):
+    return PROMPT.format(prefix=prefix, title=title)
 
 # -----------------------------------------------------------------------------
 # sentence splitting
@@ -40,7 +43,8 @@ WORD_RE = re.compile(r"[^\W_]")  # a letter or digit
 LIST_RE = re.compile(r"\d+[.)]\s+")  # "1. " or "2) " before a list item
 
 def _ends_sentence(text, start, i, j):
-    """Does the punctuation run text[i:j] (end marks, then closers) followed by whitespace end the sentence?"""
+    ("""Does the punctuation run text[i:j] (end marks, then closers) followed by whitespace """
+     """end the sentence?""")
     marks = text[i:j].rstrip(CLOSERS)
     word = text[start:i].split()[-1].lstrip(OPENERS).lower() if text[start:i].split() else ""
     if marks == ".":

@@ -12,6 +12,7 @@ EVAL_SAMPLES = K  # evaluation samples K chains per prompt and method
 def prompts(split="train", n=None, seed=0):
     return [dict(ex, task=NAME) for ex in gsm8k.prompts(split, n, seed)]
 
+format_prompt = gsm8k.format_prompt
 reward = gsm8k.reward  # per chain: 1 if correct else 0
 
 def vote(responses):

@@ -250,6 +250,10 @@ def prompts(split="train", n=None, seed=0, prompt=PROMPT):
                 for t in TITLES if is_test(t) == (split == "test")]
     return subsample(examples, n, seed)
 
+def format_prompt(title):
+    return PROMPT.format(title=title)
+
+
 NOVELTY_WEIGHT = 2.0  # in judge points: on the offline judge's 1-9 scale a word-for-word copy loses 2
 
 

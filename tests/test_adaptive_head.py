@@ -50,10 +50,12 @@ def test_save_load_round_trip(tmp_path):
     head = trained_head(level="sequence", hidden=24, base_model="SmolLM2-135M")
     path = tmp_path / "head.pt"
     head.save(path)
-    back = AdaptiveDecoder.load(path, d_model=16, base_model="SmolLM2-135M", temperatures=DEFAULT_TEMPERATURES)
+    back = AdaptiveDecoder.load(path, d_model=16, base_model="SmolLM2-135M",
+                                temperatures=DEFAULT_TEMPERATURES)
     h = torch.randn(3, 7, 16)
     assert torch.equal(head(h), back(h))
-    assert (back.level, back.base_model, back.hidden, back.temps) == ("sequence", "SmolLM2-135M", 24, head.temps)
+    assert ((back.level, back.base_model, back.hidden, back.temps)
+            == ("sequence", "SmolLM2-135M", 24, head.temps))
     assert not back.training
 
 

@@ -36,7 +36,8 @@ def test_head_fixed_at_greedy_ties_with_greedy(tmp_path):
     assert set(report["subtasks"]) == {"copy", "varied"}
     for sub in report["subtasks"].values():
         methods = sub["methods"]
-        assert list(methods) == ["AD", "tau=0", "tau=0.2", "tau=0.4", "tau=0.6", "tau=0.8", "tau=1", "min-p 0.1", "EDT"]
+        assert list(methods) == ["AD", "tau=0", "tau=0.2", "tau=0.4", "tau=0.6", "tau=0.8", "tau=1",
+                                 "min-p 0.1", "EDT"]
         # AD at temperature 0 is greedy decoding: the same responses, so every prompt ties
         assert methods["AD"]["mean_reward"] == methods["tau=0"]["mean_reward"]
         assert methods["tau=0"]["ad_win_rate"] == (0.5, 0.5, 0.5)
@@ -47,6 +48,36 @@ def test_head_fixed_at_greedy_ties_with_greedy(tmp_path):
     assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
 
 
+def test_report_page_holds_the_tables_and_settings(tmp_path):
+    # report.html is where a user looks for the results: every number of report.json's tables, in
+    # the precision the printed tables use, and the run's settings and time
+    import re
+    import time
+    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    head = AdaptiveDecoder(model.config.d_model, level="sequence")
+    settings = {"task": "synthetic", "model": "llama_gqa_tied", "n_samples": 2, "started": time.time() - 61}
+    evaluate(model, CharTokenizer(), head, synthetic.prompts("test", n=4), n_samples=2, max_new_tokens=4,
+             out_dir=tmp_path, settings=settings)
+    report = json.loads((tmp_path / "report.json").read_text())
+    page = (tmp_path / "report.html").read_text()
+    cells = re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", page)
+    assert report["settings"]["seconds"] >= 61 and "started" not in report["settings"]
+    for key, value in report["settings"].items():
+        assert key in cells and str(value) in cells
+    n = 0
+    for sub in report["subtasks"].values():
+        for name, m in sub["methods"].items():
+            assert name in cells and f"{m['mean_reward']:.3f}" in cells
+            for key, value in m.items():
+                if isinstance(value, list):  # a win rate: (rate, lo, hi)
+                    assert "{:.1%} [{:.1%}, {:.1%}]".format(*value) in cells, (name, key)
+                    n += 1
+                elif key != "mean_reward":
+                    assert f"{value:.3f}" in cells
+    assert n == 2 * 8  # two subtasks, a win rate against each of the 8 other methods
+    assert "<script" not in page and "http" not in page  # one self-contained file
+
+
 def test_sentence_start_temperatures():
     # the paper's Fig. 5 on constrained stories: temperature on a sentence's first token and elsewhere
     from tasks import constrained_stories
@@ -54,9 +85,11 @@ def test_sentence_start_temperatures():
     text = 'Abby ran. "Absolutely," she said.'
     ids = tok.encode_prompt(text)
     taus = [1.0 if i in (0, 11) else 0.2 for i in range(len(ids))]  # 'A' of Abby, 'A' of "Absolutely
-    m = constrained_stories.temperature_metrics([], [{"tokens": ids, "temperatures": taus + [0.6]}], tok, "token")
+    m = constrained_stories.temperature_metrics([], [{"tokens": ids, "temperatures": taus + [0.6]}], tok,
+                                                "token")
     assert list(m.values()) == [1.0, pytest.approx(0.2)]   # the stop token's step (0.6) is not a token
-    assert constrained_stories.temperature_metrics([], [], tok, "sequence") == {}  # one temperature a response
+    # one temperature a response
+    assert constrained_stories.temperature_metrics([], [], tok, "sequence") == {}
 
 
 def test_metric_win_rate_where_less_is_better(tmp_path, monkeypatch):
@@ -66,7 +99,7 @@ def test_metric_win_rate_where_less_is_better(tmp_path, monkeypatch):
     import tasks
     task = types.SimpleNamespace(
         NAME="fewer_repeats", CHAT=False, LOWER_IS_BETTER={"repeats %"}, LABEL="a stand-in",
-        reward=lambda ex, r: len(set(r)) / max(len(r), 1),                 # distinct characters: more is better
+        reward=lambda ex, r: len(set(r)) / max(len(r), 1),  # distinct characters: more is better
         group_metrics=lambda ex, rs, rewards, judge: {"repeats %": 100 * (1 - sum(rewards) / len(rewards))})
     monkeypatch.setitem(tasks.TASKS, "fewer_repeats", task)
     model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
@@ -74,7 +107,8 @@ def test_metric_win_rate_where_less_is_better(tmp_path, monkeypatch):
     with torch.no_grad():
         head.mlp[-1].bias[-1] = 100.0  # always the hottest temperature
     examples = [{"id": f"r{i}", "task": "fewer_repeats", "prompt": "ab" * (i + 3)} for i in range(8)]
-    report = evaluate(model, CharTokenizer(), head, examples, n_samples=1, max_new_tokens=20, out_dir=tmp_path)
+    report = evaluate(model, CharTokenizer(), head, examples, n_samples=1, max_new_tokens=20,
+                      out_dir=tmp_path)
     methods = report["subtasks"]["fewer_repeats"]["methods"]
     for name, m in methods.items():
         if name != "AD":

@@ -6,7 +6,8 @@ import torch
 
 from adaptive_head import AdaptiveDecoder
 from model import Transformer
-from sample import choose_temperature, cut_at_stop, generate, html_page, left_pad, sample_next, temperature_html
+from sample import (choose_temperature, cut_at_stop, generate, html_page, left_pad, sample_next,
+                    temperature_html)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -18,7 +19,8 @@ def model():
 
 def prompts(n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, 256, (int(k),), generator=g).tolist() for k in torch.randint(1, 12, (n,), generator=g)]
+    return [torch.randint(0, 256, (int(k),), generator=g).tolist()
+            for k in torch.randint(1, 12, (n,), generator=g)]
 
 
 def random_head(d, level, seed=0):
@@ -70,7 +72,8 @@ def freqs(draws, V):
 def test_sampling_follows_softmax_at_temperature(tau):
     logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0, 0.3])
     n = 200_000
-    draws = sample_next(logits.expand(n, -1), torch.full((n,), tau), generator=torch.Generator().manual_seed(0))
+    draws = sample_next(logits.expand(n, -1), torch.full((n,), tau),
+                        generator=torch.Generator().manual_seed(0))
     f = freqs(draws, 8)
     assert (f - torch.softmax(logits / tau, -1)).abs().max() < 0.005
     # a sampler at the wrong temperature would fail the same check
@@ -146,7 +149,8 @@ def test_same_with_and_without_kv_cache(model, level):
     head = random_head(model.config.d_model, level) if level else None
     temps = torch.tensor([0.0, 1.0, 0.6, 1.0, 0.3])
     a = generate(model, prompts(5, seed=7), 14, temperature=temps, head=head, seed=11)
-    tokens, choices, _ = reference_generate(model, prompts(5, seed=7), 14, temperature=temps, head=head, seed=11)
+    tokens, choices, _ = reference_generate(model, prompts(5, seed=7), 14, temperature=temps, head=head,
+                                            seed=11)
     assert a.tokens == tokens and a.choices == choices
 
 
@@ -179,5 +183,6 @@ def test_temperature_html():
     class Tok:
         def decode(self, ids):
             return "".join(chr(97 + i) for i in ids) + "<"
-    page = html_page([temperature_html(Tok(), [0, 1], [0, 5], torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]), "t")])
+    page = html_page([temperature_html(Tok(), [0, 1], [0, 5], torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),
+                                       "t")])
     assert page.startswith("<!doctype html>") and "a&lt;" in page and 'title="temperature 1"' in page

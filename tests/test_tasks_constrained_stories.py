@@ -12,9 +12,11 @@ from tasks import constrained_stories as cs, stories
     # abbreviations and initials
     ('Mr. Abbot met Dr. Able in the U.S. Army. Absolutely true.',
      ['Mr. Abbot met Dr. Able in the U.S. Army.', 'Absolutely true.']),
-    ('Abby likes tools, e.g. hammers. J. R. Abbot agreed.', ['Abby likes tools, e.g. hammers.', 'J. R. Abbot agreed.']),
+    ('Abby likes tools, e.g. hammers. J. R. Abbot agreed.',
+     ['Abby likes tools, e.g. hammers.', 'J. R. Abbot agreed.']),
     # ellipses: mid-sentence before a lowercase word, a boundary before a capital
-    ('Wait... what? Abel waited... Nothing happened.', ['Wait... what?', 'Abel waited...', 'Nothing happened.']),
+    ('Wait... what? Abel waited... Nothing happened.',
+     ['Wait... what?', 'Abel waited...', 'Nothing happened.']),
     ('Abel paused… Above him, birds.', ['Abel paused…', 'Above him, birds.']),
     # ! ? runs and decimals
     ('It cost 3.5 dollars. Abacus! Absurd?! Yes.', ['It cost 3.5 dollars.', 'Abacus!', 'Absurd?!', 'Yes.']),
@@ -59,7 +61,8 @@ def test_prompts_and_reward():
     ex = exs[0]
     assert cs.group_reward(ex, ["Abby ran. The end."], None) == [0.5]      # no judge: constraint only
     quarter = lambda ps, rs: [0.25 for _ in rs]
-    assert cs.group_reward(ex, ["Abby ran. The end."], quarter) == [0.5 + cs.QUALITY_WEIGHT * 0.25]  # + quality
+    # + quality
+    assert cs.group_reward(ex, ["Abby ran. The end."], quarter) == [0.5 + cs.QUALITY_WEIGHT * 0.25]
     assert stories.group_reward(stories.prompts("train", n=1)[0], ["Once..."], quarter) == [0.25]
     with pytest.raises(RuntimeError, match="judge"):
         stories.group_reward(stories.prompts("train", n=1)[0], ["Once..."], None)
@@ -70,7 +73,7 @@ def test_group_metrics_split_the_reward():
     ex = {"prompt": "p", "prefix": "Ab"}
     responses = ["Abby ran. Then she sat.", "Absolutely. Above all."]
     judge = lambda ps, rs: [3.0 if r.startswith("Abby") else 7.0 for r in rs]
-    rewards = [constrained_stories.group_reward(ex, [r], judge)[0] for r in responses]   # 0.5 + w 3, 1.0 + w 7
+    rewards = [constrained_stories.group_reward(ex, [r], judge)[0] for r in responses]  # 0.5 + w 3, 1.0 + w 7
     m = constrained_stories.group_metrics(ex, responses, rewards, judge)
     w = constrained_stories.QUALITY_WEIGHT
     assert rewards == [0.5 + w * 3.0, 1.0 + w * 7.0]
@@ -78,7 +81,8 @@ def test_group_metrics_split_the_reward():
     assert constrained_stories.group_metrics(ex, responses, [0.5, 1.0], None) == {"constraint": 0.75}
     batches = []
     counting = lambda ps, rs: batches.append(len(rs)) or judge(ps, rs)
-    assert constrained_stories.group_reward(ex, responses, counting) == rewards  # the same reward, one judge call
+    # the same reward, one judge call
+    assert constrained_stories.group_reward(ex, responses, counting) == rewards
     assert batches == [2]
 
 

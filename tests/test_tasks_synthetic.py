@@ -27,5 +27,7 @@ def test_varied_reward_counts_same_first_words():
 
 
 def test_better_temperature():
-    assert synthetic.better_temperature({"kind": "copy"}, 0.4) and not synthetic.better_temperature({"kind": "copy"}, 0.6)
-    assert synthetic.better_temperature({"kind": "varied"}, 0.6) and not synthetic.better_temperature({"kind": "varied"}, 0.4)
+    assert (synthetic.better_temperature({"kind": "copy"}, 0.4)
+            and not synthetic.better_temperature({"kind": "copy"}, 0.6))
+    assert (synthetic.better_temperature({"kind": "varied"}, 0.6)
+            and not synthetic.better_temperature({"kind": "varied"}, 0.4))
