@@ -75,15 +75,16 @@ class AdaptiveDecoder(nn.Module):
         }, path)
 
     @classmethod
-    def load(cls, path, d_model=None, base_model=None, temperatures=None, map_location="cpu"):
+    def load(cls, path, d_model=None, base_model=None, temperatures=None, level=None, map_location="cpu"):
         """Rebuild a saved head (in eval mode). The optional arguments describe what the caller will
         run it with; a head that does not fit is refused with a ValueError saying why."""
         try:
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
         except FileNotFoundError:
             raise FileNotFoundError(f"adaptive head checkpoint not found: {path}") from None
-        except Exception as e:
-            raise ValueError(f"could not read adaptive head checkpoint {path}: {e}") from e
+        except Exception as e:  # not its message: PyTorch's advice to load untrusted files unsafely
+            raise ValueError(f"could not read adaptive head checkpoint {path} ({type(e).__name__}): the "
+                             "file is damaged or not a head; delete it (train.py makes it again)") from None
         keys = ("state_dict", "temperatures", "level", "base_model", "d_model", "hidden")
         if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
             raise ValueError(f"{path} is not an adaptive head checkpoint (expected keys {keys})")
@@ -94,6 +95,9 @@ class AdaptiveDecoder(nn.Module):
         if base_model and ckpt["base_model"] and base_model != ckpt["base_model"]:
             raise ValueError(f"head {path} was trained on {ckpt['base_model']!r} but the model is "
                              f"{base_model!r}; train a head for this model")
+        if level is not None and level != ckpt["level"]:
+            raise ValueError(f"head {path} is a {ckpt['level']}-level head, not {level}-level; "
+                             "use another out_dir or the head's level")
         if temperatures is not None:
             want, have = tuple(float(t) for t in temperatures), tuple(ckpt["temperatures"])
             if len(want) != len(have) or any(abs(a - b) > 1e-6 for a, b in zip(want, have)):

@@ -16,13 +16,14 @@ in --out_dir.
 import argparse
 import html
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 import tasks
-from sample import Progress, generate, html_page, temperature_html
+from sample import Progress, check_settings, check_writable, generate, html_page, temperature_html
 from tasks.stats import win_rate
 
 
@@ -205,18 +206,27 @@ def main():
     p.add_argument("--out_dir", default=None, help="default: the head's directory")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
+    check_settings(args, at_least={"test_prompts": 1, "n_samples": 1, "max_new_tokens": 1, "batch_size": 1})
+    out_dir = args.out_dir or Path(args.head).parent
+    check_writable(out_dir, "directory")
 
     from adaptive_head import AdaptiveDecoder
     from tasks import judge
     from model import Transformer
     from tokenizer import Tokenizer
-    examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
+    try:
+        examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
+        head = AdaptiveDecoder.load(args.head, map_location=args.device)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
     tok = Tokenizer.from_pretrained(args.model)
-    head = AdaptiveDecoder.load(args.head, d_model=model.config.d_model, map_location=args.device)
+    if head.d_model != model.config.d_model:
+        sys.exit(f"error: head {args.head} reads hidden states of size {head.d_model}, {args.model}'s are "
+                 f"{model.config.d_model}; use a head trained on this model")
     evaluate(model, tok, head, examples, args.n_samples, args.max_new_tokens, args.batch_size, args.seed,
-             args.out_dir or Path(args.head).parent, judge=judge.load(args.judge, model, tok))
+             out_dir, judge=judge.load(args.judge, model, tok))
 
 
 if __name__ == "__main__":

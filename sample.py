@@ -25,8 +25,10 @@ CLI:
 import argparse
 import html
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -183,6 +185,33 @@ def cut_at_stop(rows, choices, stop_ids):
     return tokens, chosen
 
 
+def check_settings(args, at_least={}, between={}):
+    """Command-line numbers in their ranges, before anything is loaded or written, else one
+    'error: ...' line that names the setting. at_least: {name: low or (low, why)};
+    between: {name: (low, high)}. A setting left at None is not checked."""
+    for name, low in at_least.items():
+        low, why = low if isinstance(low, tuple) else (low, "")
+        value = getattr(args, name)
+        if value is not None and not value >= low:  # "not >=": NaN is refused too
+            sys.exit(f"error: --{name} {value}: must be at least {low}{why}")
+    for name, (low, high) in between.items():
+        value = getattr(args, name)
+        if value is not None and not low <= value <= high:
+            sys.exit(f"error: --{name} {value}: must be between {low} and {high}")
+
+
+def check_writable(path, what):
+    """Fail at the start, not after the work, when an output cannot be written (path: a file to
+    create, or a directory that will hold files)."""
+    folder = Path(path) if what == "directory" else Path(path).resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        sys.exit(f"error: cannot write the {what} {path}: {e.strerror or e}; choose another path")
+
+
 class Progress:
     """For long jobs (collecting samples, evaluating): a line every few seconds with the phase,
     done/total, the rate and the time left, estimated from the last half minute's rate."""
@@ -245,6 +274,10 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     args = p.parse_args()
+    check_settings(args, at_least={"max_new_tokens": 1, "temperature": 0},
+                   between={"top_p": (0, 1), "min_p": (0, 1)})
+    if args.html:
+        check_writable(args.html, "file")
 
     from tokenizer import Tokenizer
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
@@ -254,7 +287,10 @@ def main():
     head = None
     if args.adaptive:
         from adaptive_head import AdaptiveDecoder
-        head = AdaptiveDecoder.load(args.adaptive, d_model=model.config.d_model, map_location=args.device)
+        try:
+            head = AdaptiveDecoder.load(args.adaptive, d_model=model.config.d_model, map_location=args.device)
+        except (ValueError, FileNotFoundError) as e:
+            sys.exit(f"error: {e}")
         if args.level and args.level != head.level:
             sys.exit(f"error: {args.adaptive} is a {head.level}-level head, not {args.level}-level")
     print(f"loaded {args.model} in {time.time() - t0:.1f}s", file=sys.stderr)

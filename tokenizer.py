@@ -227,24 +227,39 @@ class Tokenizer:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
     # ---- chat ----------------------------------------------------------------------------------
-    def format_chat(self, messages: list[dict], add_generation_prompt=True) -> str:
-        """The model's chat template as a string (special tokens written out)."""
+    def chat_parts(self, messages: list[dict], add_generation_prompt=True) -> list[tuple[str, bool]]:
+        """The model's chat template as (text, is_special) pieces: only the template's own markers are
+        special; the contents (text a user or a model wrote) are ordinary text."""
+        S, T = (lambda t: (t, True)), (lambda t: (t, False))
         if self.chat_format == "chatml":  # SmolLM2's template, default system prompt included
             if messages and messages[0]["role"] != "system":
                 messages = [{"role": "system", "content": SMOLLM_SYSTEM}, *messages]
-            text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-            return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+            parts = [p for m in messages for p in (S("<|im_start|>"), T(f"{m['role']}\n{m['content']}"),
+                                                   S("<|im_end|>"), T("\n"))]
+            return parts + ([S("<|im_start|>"), T("assistant\n")] if add_generation_prompt else [])
         if self.chat_format == "llama3":  # Llama 3's template trims each content
-            text = "<|begin_of_text|>" + "".join(
-                f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>"
-                for m in messages)
-            return text + ("<|start_header_id|>assistant<|end_header_id|>\n\n"
-                           if add_generation_prompt else "")
-        return "".join(m["content"] for m in messages)
+            parts = [S("<|begin_of_text|>")] + [
+                p for m in messages for p in (S("<|start_header_id|>"), T(m["role"]), S("<|end_header_id|>"),
+                                              T("\n\n" + m["content"].strip()), S("<|eot_id|>"))]
+            return parts + ([S("<|start_header_id|>"), T("assistant"), S("<|end_header_id|>"), T("\n\n")]
+                            if add_generation_prompt else [])
+        return [T(m["content"]) for m in messages]
+
+    def format_chat(self, messages: list[dict], add_generation_prompt=True) -> str:
+        """The model's chat template as a string (special tokens written out)."""
+        return "".join(t for t, _ in self.chat_parts(messages, add_generation_prompt))
 
     def encode_chat(self, messages, add_generation_prompt=True) -> list[int]:
-        # note: like HF's apply_chat_template, special-token strings inside contents become specials too
-        return self.encode(self.format_chat(messages, add_generation_prompt), allow_special=True)
+        """The chat template's ids. Unlike HF's apply_chat_template, a special-token string inside a
+        content (a response saying '<|im_end|>') stays text: it can neither end a turn nor forge one."""
+        ids, text = [], ""
+        for t, special in self.chat_parts(messages, add_generation_prompt):
+            if special:  # the text between two markers is encoded in one piece, as in the whole string
+                ids += self.encode(text) + self.encode(t, allow_special=True)
+                text = ""
+            else:
+                text += t
+        return ids + self.encode(text)
 
     def encode_prompt(self, prompt: str, system=None) -> list[int]:
         """One user message in the chat format (for plain GPT-2: the system text, if any, then the prompt)."""

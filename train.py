@@ -45,7 +45,7 @@ from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
 from evaluate import evaluate
 from lpo import choice_logps, lpo_loss, lpo_marginal_loss, mixture_token_logps, nll_loss, preference_pairs
 from model import Transformer
-from sample import Progress, generate
+from sample import Progress, check_settings, check_writable, generate
 from tasks import judge as judges
 from tokenizer import Tokenizer
 
@@ -83,7 +83,18 @@ p.add_argument("--data_dir", default=None, help="local copies of the datasets (e
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--out_dir", default=None, help="default: out/<task>_<level>")
 args = p.parse_args()
-
+# every setting in its range before anything is loaded or written
+check_settings(args, at_least={"n_samples": (2, ": a pair needs two responses to a prompt"),
+                               "max_new_tokens": 1, "prompts_per_round": 1, "test_prompts": 1, "rounds": 0,
+                               "epochs": 1, "batch_size": 1, "train_batch_size": 1, "beta": 0, "lr": 0},
+               between={"explore": (0, 1)})
+try:
+    temperatures = [float(t) for t in args.temperatures.split(",")]
+except ValueError:
+    temperatures = []
+if not temperatures or not all(0 <= t < float("inf") for t in temperatures):
+    sys.exit(f"error: --temperatures {args.temperatures!r}: must be numbers >= 0 separated by commas, "
+             "e.g. 0,0.4,0.8,1.0")
 started = time.time()
 
 
@@ -107,10 +118,11 @@ try:  # the task first: a bad --task is reported before minutes of model loading
 except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
 out = Path(args.out_dir or f"out/{args.task}_{args.level}")
-(out / "samples").mkdir(parents=True, exist_ok=True)
+check_writable(out / "samples", "directory")
 
 # the run's directory holds one run: the same settings resume it, other settings are refused
-not_settings = ("rounds", "device", "dtype", "compare", "data_dir")  # may differ when a run resumes
+# may differ when a run resumes: out_dir too, a run is the same under any spelling of its path
+not_settings = ("rounds", "device", "dtype", "compare", "data_dir", "out_dir")
 config = {k: v for k, v in vars(args).items() if k not in not_settings}
 if (out / "config.json").exists():
     old = json.loads((out / "config.json").read_text())
@@ -118,14 +130,25 @@ if (out / "config.json").exists():
     if changed:
         sys.exit(f"error: {out} holds a run with other settings {changed}; use another --out_dir "
                  "or the same settings to resume it")
-(out / "config.json").write_text(json.dumps(config, indent=1))
 
 torch.manual_seed(args.seed)
 dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
 model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
 tok = Tokenizer.from_pretrained(args.model)
 judge = judges.load(args.judge, model, tok)  # for the tasks scored by a judge (stories, instructions)
-temperatures = [float(t) for t in args.temperatures.split(",")]
+
+
+def save_atomic(save, path):
+    """save(tmp) then rename: a file is whole or absent. A full disk stops the run with a message;
+    the files saved before it stay intact."""
+    try:
+        save(str(path) + ".tmp")
+        os.replace(str(path) + ".tmp", path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
+        Path(str(path) + ".tmp").unlink(missing_ok=True)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed"
+        sys.exit(f"error: could not write {path}: {why} (is the disk full?); what was saved before is "
+                 "intact: make room and run the same command again")
 
 
 print(f"{args.model}: {model.config.n_layer} layers, d={model.config.d_model}, {dtype} on {args.device}; "
@@ -160,9 +183,12 @@ def collect(name, examples, head):
                       # the states the choices were made from: the response's tokens, plus its stop token
                       "hidden": g.hidden[j, :len(g.choices[j])].float().cpu().clone()}
                      for j in range(len(prompts))]
-            torch.save(batch, str(path) + ".tmp")
-            os.replace(str(path) + ".tmp", path)  # written whole or not at all
-        samples += torch.load(path, weights_only=True)
+            save_atomic(lambda tmp: torch.save(batch, tmp), path)
+        try:
+            samples += torch.load(path, weights_only=True)
+        except Exception as e:
+            sys.exit(f"error: {path} is damaged ({type(e).__name__}); delete it and run the same command "
+                     "again: that batch is generated again")
         prog.update(len(samples))
     return samples
 
@@ -280,8 +306,16 @@ def head_path(r):
 
 
 def save_head(head, path):
-    head.save(str(path) + ".tmp")
-    os.replace(str(path) + ".tmp", path)
+    save_atomic(head.save, path)
+
+
+def load_head(r):
+    """The head saved after round r, checked against the command line (config.json may be gone)."""
+    try:
+        return AdaptiveDecoder.load(head_path(r), d_model=model.config.d_model, temperatures=temperatures,
+                                    level=args.level, map_location=args.device)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
 
 
 start_round = max([r for r in range(args.rounds + 1) if head_path(r).exists()], default=None)
@@ -289,8 +323,9 @@ if start_round is None:  # a fresh run: the head's initialisation is saved so a 
     save_head(AdaptiveDecoder(model.config.d_model, temperatures, args.level, base_model=str(args.model)),
               head_path(0))
     start_round = 0
-head = AdaptiveDecoder.load(head_path(start_round), d_model=model.config.d_model,
-                            temperatures=temperatures, map_location=args.device)
+head = load_head(start_round)
+# the settings, written once the heads are known to fit them
+save_atomic(lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)), out / "config.json")
 if start_round > 0 or batches_saved("test"):
     done = "all rounds done"
     if start_round < args.rounds:
@@ -311,7 +346,7 @@ for r in range(start_round):  # the rounds finished before a restart, read back 
 # -----------------------------------------------------------------------------
 # held-out pairs, collected once with the initial head: the preference accuracy reported below
 
-init_head = AdaptiveDecoder.load(head_path(0), map_location=args.device)
+init_head = load_head(0)
 test_pairs = preference_pairs(collect("test", test_examples, init_head))
 print(f"held-out: {len(test_pairs)} pairs from {len(test_examples)} prompts")
 
@@ -332,7 +367,7 @@ for r in range(start_round, args.rounds):
     print(f"round {r + 1}: {len(samples)} samples, mean reward {means}; {len(pairs)} new pairs "
           f"({', '.join(f'{k} {n}' for k, n in n_pairs.items())}), {len(all_pairs)} in all")
 
-    ref_head = AdaptiveDecoder.load(head_path(r), map_location=args.device)  # frozen P_ref for loss (c)
+    ref_head = load_head(r)  # frozen P_ref for loss (c)
     head.train()
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * math.ceil(len(all_pairs) / args.train_batch_size)
@@ -353,6 +388,8 @@ for r in range(start_round, args.rounds):
           f"{preference_accuracy(head, all_pairs):.3f}, held-out {preference_accuracy(head, test_pairs):.3f} "
           f"(initial head {preference_accuracy(init_head, test_pairs):.3f}); saved {out / 'head.pt'}",
           flush=True)
+
+save_head(head, out / "head.pt")  # the last round's head, also when a kill came between two writes
 
 # -----------------------------------------------------------------------------
 # the trained head on the held-out prompts, against fixed temperatures and baselines

@@ -6,8 +6,10 @@ data_path("gsm8k/test.jsonl") looks, in order, in
   2) the cache: $LPO_CACHE, else ~/.cache/lpo/data,
   3) the canonical URL (URLS below), downloaded into the cache atomically (.part + os.replace),
 and otherwise raises ONE FileNotFoundError saying what to download, from where, and where to put it.
-The project never ships data; in this repo's workspace the copies live in ../shared/data.
+The project never ships data.
+read_lines and read_jsonl read the files, with one clear error (path, line, what was expected) on bad data.
 """
+import io
 import json
 import os
 import random
@@ -66,12 +68,13 @@ def data_path(relpath, data_dir=None):
         return path
     target = os.path.join(cache_dir(), relpath)
     url, why = URLS.get(relpath), None
+    as_json = url and url.endswith(".json") and os.path.join(os.path.dirname(target), os.path.basename(url))
     if url:
         try:
-            if url.endswith(".json"):  # keep the instructions of a JSON list, one per line
-                if not os.path.isfile(target + ".json"):  # a copy saved by hand is used as it is
-                    download(url, target + ".json")
-                with open(target + ".json") as f:
+            if as_json:  # keep the instructions of a JSON list, one per line
+                if not os.path.isfile(as_json):  # a copy saved by hand is used as it is
+                    download(url, as_json)
+                with open(as_json) as f:
                     rows = [{"dataset": r.get("dataset", ""), "instruction": r["instruction"]}
                             for r in json.load(f)]
                 with open(target + ".tmp", "w") as f:
@@ -84,14 +87,50 @@ def data_path(relpath, data_dir=None):
             why = f"downloading {url} failed: {type(e).__name__}: {e}"
     where = [p for p in (data_dir or os.environ.get("LPO_DATA_DIR"), cache_dir()) if p]
     what = f"download {url}" if url else f"get {HOWTO.get(relpath, relpath)}"
-    save_as = target + (".json (the next run makes it into " + os.path.basename(target) + ")"
-                        if url and url.endswith(".json") else "")
+    save_as = f"{as_json} (the next run makes it into {os.path.basename(target)})" if as_json else target
     raise FileNotFoundError(
         f"dataset file '{relpath}' not found (looked in: {', '.join(where)}"
         + (f"; {why}" if why else "") + ").\n"
         f"Fix: {what}\n  and save it as {save_as}\n"
-        "  or set LPO_DATA_DIR=/path/to/data (e.g. the project's ../shared/data) "
+        "  or set LPO_DATA_DIR=/path/to/data (a local copy of the datasets) "
         f"so that $LPO_DATA_DIR/{relpath} exists.")
+
+# -----------------------------------------------------------------------------
+# reading the files: a malformed line raises one ValueError naming the file, the line and what was expected
+
+def read_lines(path, expected="UTF-8 text"):
+    """The lines of a UTF-8 text file, as open(path, encoding="utf-8").readlines() gives them (the same
+    line ends); bad UTF-8 raises a ValueError naming its line."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:  # decoding all of it at once: e.start is the offset in the file
+        line = data[:e.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not valid UTF-8 (byte 0x{data[e.start]:02x}: {e.reason}); "
+                         f"expected {expected}") from None
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").readlines()
+
+def read_jsonl(path, fields):
+    """(line number from 1, dict) for each non-blank line of a JSON-lines file. fields: the names every
+    object needs as strings, a tuple of names standing for 'one of these', e.g. ("question", "answer")
+    or (("instruction", "prompt"),)."""
+    need = lambda f: " or ".join(f'"{n}"' for n in f) if isinstance(f, tuple) else f'"{f}"'
+    expected = (f"one JSON object per line with field{'s' * (len(fields) > 1)} "
+                + " and ".join(map(need, fields)))
+    for i, line in enumerate(read_lines(path, expected), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg}); expected {expected}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}, line {i}: not a JSON object; expected {expected}")
+        for f in fields:
+            if not any(isinstance(row.get(n), str) for n in (f if isinstance(f, tuple) else (f,))):
+                raise ValueError(f"{path}, line {i}: no text field {need(f)}; expected {expected}")
+        yield i, row
 
 # -----------------------------------------------------------------------------
 # helpers shared by the tasks

@@ -4,12 +4,11 @@ Each gold solution ends with "#### N". The model is asked to reason step by step
 "The answer is N"; reward = 1 if the extracted number equals the gold number, else 0.
 Also: majority voting over k sampled chains (maj@k), used by the gsm8k_vote experiment.
 """
-import json
 import re
 from collections import Counter
 from decimal import Decimal, InvalidOperation
 
-from tasks.data import data_path, subsample
+from tasks.data import data_path, read_jsonl, subsample
 
 NAME = "gsm8k"
 CHAT = True  # the prompt is a user message (apply the chat template)
@@ -21,8 +20,7 @@ def format_prompt(question):
 
 def prompts(split="train", n=None, seed=0):
     assert split in ("train", "test"), split
-    with open(data_path(f"gsm8k/{split}.jsonl"), encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = [r for _, r in read_jsonl(data_path(f"gsm8k/{split}.jsonl"), ("question", "answer"))]
     examples = [dict(id=f"gsm8k/{split}/{i}", task=NAME, prompt=format_prompt(r["question"]),
                      question=r["question"], solution=r["answer"], gold=extract_answer(r["answer"]))
                 for i, r in enumerate(rows)]

@@ -6,11 +6,10 @@ The paper uses UltraFeedback prompts; when a local copy exists we use it:
 Otherwise the 805 AlpacaEval instructions (alpaca_eval/instructions.jsonl, fields dataset, instruction)
 stand in. A hash of the instruction text puts ~20% of them in the test split.
 """
-import json
 import os
 
 from tasks.judge import score_batch
-from tasks.data import data_path, find_local, is_test, subsample
+from tasks.data import data_path, find_local, is_test, read_jsonl, subsample
 
 NAME = "instructions"
 CHAT = True
@@ -20,7 +19,8 @@ def source_path(source=None):
     if source in (None, "ultrafeedback"):
         path = os.environ.get("LPO_ULTRAFEEDBACK") or find_local("ultrafeedback/instructions.jsonl")
         if path or source == "ultrafeedback":
-            return "ultrafeedback", path or data_path("ultrafeedback/instructions.jsonl")  # the latter raises a clear error
+            # no local copy: data_path (the latter) raises a clear error
+            return "ultrafeedback", path or data_path("ultrafeedback/instructions.jsonl")
     assert source in (None, "alpaca_eval"), f"unknown source {source!r}"
     return "alpaca_eval", data_path("alpaca_eval/instructions.jsonl")
 
@@ -28,17 +28,13 @@ def prompts(split="train", n=None, seed=0, source=None):
     assert split in ("train", "test"), split
     source, path = source_path(source)
     examples, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            text = (row.get("instruction") or row.get("prompt") or "").strip()
-            if not text or text in seen or is_test(text) != (split == "test"):
-                continue
-            seen.add(text)
-            examples.append(dict(id=f"{source}/{i}", task=NAME, prompt=text, source=source,
-                                 dataset=row.get("dataset") or row.get("source")))
+    for line, row in read_jsonl(path, (("instruction", "prompt"),)):
+        text = (row.get("instruction") or row.get("prompt") or "").strip()
+        if not text or text in seen or is_test(text) != (split == "test"):
+            continue
+        seen.add(text)
+        examples.append(dict(id=f"{source}/{line - 1}", task=NAME, prompt=text, source=source,
+                             dataset=row.get("dataset") or row.get("source")))
     return subsample(examples, n, seed)
 
 def group_reward(example, responses, judge):

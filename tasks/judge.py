@@ -35,7 +35,8 @@ def score_batch(judge, prompts, responses):
     """judge(prompts, responses), checked: a task scored by a judge needs one, and one score per pair."""
     if judge is None:
         raise RuntimeError("this task is scored by a judge (reward model) and none was given: pass "
-                           "judge=tasks.judge.load(...) or any function (prompts, responses) -> list of floats")
+                           "judge=tasks.judge.load(...) or any function (prompts, responses) "
+                           "-> list of floats")
     scores = [float(s) for s in judge(list(prompts), list(responses))]
     if len(scores) != len(responses):
         raise ValueError(f"the judge returned {len(scores)} scores for {len(responses)} responses")

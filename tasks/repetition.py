@@ -7,7 +7,7 @@ Splits: train = WikiText-2 valid.txt, test = WikiText-2 test.txt (tokenized Wiki
 """
 import re
 
-from tasks.data import data_path, subsample
+from tasks.data import data_path, read_lines, subsample
 
 NAME = "repetition"
 CHAT = False          # the prompt is raw text to continue, not a user message
@@ -36,8 +36,7 @@ def passage(line, n_words=N_WORDS):
 
 def prompts(split="train", n=None, seed=0, n_words=N_WORDS):
     """One passage per WikiText paragraph (headings ' = ... = ' and empty lines skipped)."""
-    with open(data_path(FILES[split]), encoding="utf-8") as f:
-        lines = f.readlines()
+    lines = read_lines(data_path(FILES[split]))
     examples = []
     for i, line in enumerate(lines):
         s = line.strip()

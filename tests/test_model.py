@@ -1,13 +1,14 @@
 """model.py against the Hugging Face transformers implementation (fixtures written by
 tests/fixtures/make_model_fixtures.py), and the KV cache against recomputation."""
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from fixtures.writers import write_safetensors
+from fixtures.writers import write_gguf, write_safetensors
 from model import KVCache, Transformer
 from sample import generate
 from weights import WeightFileError, read_safetensors, smollm2_path
@@ -153,3 +154,144 @@ def test_missing_tensor(tmp_path):
     write_safetensors(tmp_path / "m" / "model.safetensors", t)
     with pytest.raises(WeightFileError, match="up_proj"):
         Transformer.from_pretrained(tmp_path / "m")
+
+
+# ---------------------------------------------------------------- configs that do not fit the weights
+
+def llama_gguf(path, changes=None):
+    """The llama_gqa_tied fixture as a GGUF file (F32; q and k rows in llama.cpp's order), with
+    metadata keys llama.<key> changed by changes {key: value, None: removed}."""
+    hf = read_safetensors(FIXTURES / "llama_gqa_tied" / "model.safetensors")
+    meta = {"general.architecture": "llama", "llama.vocab_size": 256, "llama.block_count": 2,
+            "llama.context_length": 64, "llama.embedding_length": 64, "llama.feed_forward_length": 96,
+            "llama.attention.head_count": 4, "llama.attention.head_count_kv": 2,
+            "llama.rope.dimension_count": 16, "llama.attention.layer_norm_rms_epsilon": 1e-5}
+    meta.update({f"llama.{k}": v for k, v in (changes or {}).items()})
+    names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+             "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down"}
+    heads = {"attn_q": 4, "attn_k": 2}
+    t = {"token_embd.weight": hf["model.embed_tokens.weight"], "output_norm.weight": hf["model.norm.weight"]}
+    for i in range(2):
+        for theirs, ours in names.items():
+            w = hf[f"model.layers.{i}.{theirs}.weight"]
+            if ours in heads:  # (heads, 2, hd/2, d) -> (heads, hd/2, 2, d): what model.py undoes
+                w = w.reshape(heads[ours], 2, -1, w.shape[1]).transpose(1, 2).reshape(w.shape)
+            t[f"blk.{i}.{ours}.weight"] = w
+    write_gguf(path, {k: v for k, v in meta.items() if v is not None},
+               {k: (v.numpy(), "F32") for k, v in t.items()})
+    return path
+
+
+def edited_model(tmp_path, kind, changes):
+    """A tiny fixture model with config fields changed ({field: value, None: removed}): kind "gpt2" or
+    "llama" (a copy of its directory, fields of config.json) or "gguf" (the Llama as m.gguf, llama.*)."""
+    if kind == "gguf":
+        return llama_gguf(tmp_path / "m.gguf", changes)
+    d = tmp_path / "m"
+    shutil.copytree(FIXTURES / ("gpt2" if kind == "gpt2" else "llama_gqa_tied"), d)
+    cfg = {**json.loads((d / "config.json").read_text()), **changes}
+    (d / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if v is not None}))
+    return d
+
+
+def test_gguf_tiny_llama_matches_transformers(tmp_path):
+    # the writer of the bad GGUF files below writes a good one when nothing is changed
+    model = Transformer.from_pretrained(llama_gguf(tmp_path / "m.gguf"))
+    exp = read_safetensors(FIXTURES / "llama_gqa_tied" / "expected.safetensors")
+    assert (model(exp["input_ids"]) - exp["logits"]).abs().max() <= 1e-4
+
+
+def expect_config_error(tmp_path, kind, changes, message):
+    with pytest.raises(WeightFileError, match=re.escape(message)):
+        Transformer.from_pretrained(edited_model(tmp_path, kind, changes))
+
+
+POSITIVE = "must be a positive integer"
+
+
+@pytest.mark.parametrize("kind, changes, message", [
+    ("llama", {"num_hidden_layers": None},
+     f"config.json: field 'num_hidden_layers' {POSITIVE}, it is missing"),
+    ("llama", {"hidden_size": "64"}, f"config.json: field 'hidden_size' {POSITIVE}, got '64'"),
+    ("llama", {"hidden_size": 64.5}, f"config.json: field 'hidden_size' {POSITIVE}, got 64.5"),
+    ("gpt2", {"n_head": None}, f"config.json: field 'n_head' {POSITIVE}, it is missing"),
+    ("gguf", {"block_count": None}, f"m.gguf: field 'llama.block_count' {POSITIVE}, it is missing"),
+    ("gguf", {"context_length": "64"}, f"m.gguf: field 'llama.context_length' {POSITIVE}, got '64'"),
+])
+def test_config_field_missing_or_not_an_integer(tmp_path, kind, changes, message):
+    expect_config_error(tmp_path, kind, changes, message)
+
+
+@pytest.mark.parametrize("kind, changes, message", [
+    ("llama", {"num_attention_heads": 0}, f"config.json: field 'num_attention_heads' {POSITIVE}, got 0"),
+    ("llama", {"hidden_size": 0}, f"config.json: field 'hidden_size' {POSITIVE}, got 0"),
+    ("llama", {"vocab_size": 0}, f"config.json: field 'vocab_size' {POSITIVE}, got 0"),
+    ("llama", {"intermediate_size": 0}, f"config.json: field 'intermediate_size' {POSITIVE}, got 0"),
+    ("llama", {"num_hidden_layers": -1}, f"config.json: field 'num_hidden_layers' {POSITIVE}, got -1"),
+    ("gpt2", {"n_embd": 0}, f"config.json: field 'n_embd' {POSITIVE}, got 0"),
+    ("gguf", {"attention.head_count": 0}, f"m.gguf: field 'llama.attention.head_count' {POSITIVE}, got 0"),
+    ("gguf", {"feed_forward_length": 0}, f"m.gguf: field 'llama.feed_forward_length' {POSITIVE}, got 0"),
+    ("gguf", {"block_count": -1}, f"m.gguf: field 'llama.block_count' {POSITIVE}, got -1"),
+])
+def test_config_size_not_positive(tmp_path, kind, changes, message):
+    expect_config_error(tmp_path, kind, changes, message)
+
+
+@pytest.mark.parametrize("kind, changes, message", [
+    ("llama", {"head_dim": None, "num_attention_heads": 3, "num_key_value_heads": None},
+     "config.json: field 'hidden_size' (64) must be a multiple of field 'num_attention_heads' (3)"),
+    ("llama", {"num_key_value_heads": 3},
+     "config.json: field 'num_attention_heads' (4) must be a multiple of field 'num_key_value_heads' (3)"),
+    ("gpt2", {"n_head": 3}, "config.json: field 'n_embd' (64) must be a multiple of field 'n_head' (3)"),
+    ("gguf", {"rope.dimension_count": None, "attention.head_count": 3, "attention.head_count_kv": 3},
+     "m.gguf: field 'llama.embedding_length' (64) must be a multiple of field "
+     "'llama.attention.head_count' (3)"),
+    ("gguf", {"attention.head_count_kv": 3}, "m.gguf: field 'llama.attention.head_count' (4) must be a "
+                                             "multiple of field 'llama.attention.head_count_kv' (3)"),
+])
+def test_config_heads_do_not_divide(tmp_path, kind, changes, message):
+    expect_config_error(tmp_path, kind, changes, message)
+
+
+@pytest.mark.parametrize("kind, changes, message", [
+    # fewer layers in the config than in the weights loaded silently, dropping the others
+    ("llama", {"num_hidden_layers": 1}, "config.json: field 'num_hidden_layers' is 1, but the weights "
+                                        "have 2 layers ('model.layers.0.*' to 'model.layers.1.*')"),
+    ("llama", {"num_hidden_layers": 3}, "config.json: field 'num_hidden_layers' is 3, but the weights "
+                                        "have 2 layers"),
+    ("gpt2", {"n_layer": 1}, "config.json: field 'n_layer' is 1, but the weights have 2 layers "
+                             "('transformer.h.0.*' to 'transformer.h.1.*')"),
+    ("gguf", {"block_count": 1}, "m.gguf: field 'llama.block_count' is 1, but the weights have 2 layers "
+                                 "('blk.0.*' to 'blk.1.*')"),
+    ("gguf", {"block_count": 3}, "m.gguf: field 'llama.block_count' is 3, but the weights have 2 layers"),
+])
+def test_config_layer_count_disagrees_with_weights(tmp_path, kind, changes, message):
+    expect_config_error(tmp_path, kind, changes, message)
+
+
+@pytest.mark.parametrize("kind, changes, message", [
+    ("llama", {"hidden_size": 32}, "m: tensor 'tok_emb.weight' has shape (256, 64), but config.json "
+                                   "gives (256, 32)"),
+    ("llama", {"intermediate_size": 48}, "m: tensor 'layers.0.mlp.w_in.weight' has shape (192, 64), but "
+                                         "config.json gives (96, 64)"),
+    ("gpt2", {"n_positions": 128}, "m: tensor 'pos_emb.weight' has shape (64, 64), but config.json "
+                                   "gives (128, 64)"),
+    ("gguf", {"embedding_length": 32}, "m.gguf: tensor 'tok_emb.weight' has shape (256, 64), but its "
+                                       "metadata gives (256, 32)"),
+    ("gguf", {"attention.head_count": 3, "attention.head_count_kv": 1},
+     "m.gguf: tensor 'layers.0.attn.wqkv.weight' has shape (128, 64), but its metadata gives (80, 64)"),
+])
+def test_config_shapes_disagree_with_weights(tmp_path, kind, changes, message):
+    expect_config_error(tmp_path, kind, changes, message)
+
+
+def test_embedding_narrower_than_config(tmp_path):
+    d = edited_model(tmp_path, "llama", {})
+    t = read_safetensors(d / "model.safetensors")
+    t["model.embed_tokens.weight"] = t["model.embed_tokens.weight"][:, :32].contiguous()
+    write_safetensors(d / "model.safetensors", t)
+    with pytest.raises(WeightFileError, match=re.escape("m: tensor 'tok_emb.weight' has shape (256, 32), "
+                                                        "but config.json gives (256, 64)")):
+        Transformer.from_pretrained(d)

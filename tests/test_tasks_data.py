@@ -88,7 +88,7 @@ def test_clear_error_when_nothing_works(dirs):
     assert "tatsu-lab/alpaca_eval" in str(e.value) and "instruction" in str(e.value)
     # doing what it says works: the JSON saved by hand where it says is made into the jsonl
     saved = str(e.value).split("save it as ")[1].split(" ")[0]
-    assert saved == str(cache / "alpaca_eval/instructions.jsonl.json")
+    assert saved == str(cache / "alpaca_eval/alpaca_eval.json")  # the file's own name
     os.makedirs(os.path.dirname(saved), exist_ok=True)
     with open(saved, "w") as f:
         f.write('[{"instruction": "Say hi.", "dataset": "helpful_base"}]')
@@ -128,9 +128,14 @@ def test_registry():
         tasks.get_task("gsm8", )
     for name in tasks.TASKS:  # the uniform interface, optional hooks filled in by get_task
         t = tasks.get_task(name)
-        assert t.NAME == name and isinstance(t.CHAT, bool) and callable(t.prompts) and callable(t.group_reward)
+        assert (t.NAME == name and isinstance(t.CHAT, bool) and callable(t.prompts)
+                and callable(t.group_reward))
         assert callable(t.group_metrics) and callable(t.temperature_metrics) and t.EVAL_SAMPLES >= 1
         assert isinstance(t.LABEL, str) and all(isinstance(m, str) for m in t.LOWER_IS_BETTER)
+    for name, field in [("arithmetic", "question"), ("stories", "title"), ("constrained_stories", "title"),
+                        ("arithmetic_vote", "question"), ("synthetic", "prompt")]:  # sample.py --task
+        ex = tasks.prompts(name, "test", n=2)[0]
+        assert tasks.get_task(name).format_prompt(ex[field]) == ex["prompt"]
     assert tasks.mix("synthetic") == {"synthetic": 1}                      # a task alone
     assert tasks.mix("ultramathstories_arithmetic") == {"instructions": 1, "arithmetic": 2, "stories": 1}
     with pytest.raises(ValueError, match="unknown task 'nope'"):
@@ -166,3 +171,53 @@ def test_instructions_alpaca_eval(monkeypatch):
     assert len(train) + len(test) == 805 and 120 < len(test) < 200
     assert train[0]["source"] == "alpaca_eval" and train[0]["dataset"] == "helpful_base"
     assert not {e["prompt"] for e in train} & {e["prompt"] for e in test}
+
+# -----------------------------------------------------------------------------
+# reading the files: one clear error naming the file, the line and what was expected
+
+def test_read_lines_is_readlines(tmp_path):
+    f = tmp_path / "t.txt"
+    # a BOM, CRLF, a lone CR, a line separator, no final newline: as in text mode
+    f.write_bytes("\ufeffa\r\nb\rc\n\n  é 猫 \u2028 x\nlast".encode())
+    assert data.read_lines(f) == open(f, encoding="utf-8").readlines()
+    f.write_bytes(b"a\r\nb\rc\n" * 1000 + b"ok \xff\n")  # lines counted as text mode counts them
+    with pytest.raises(ValueError) as e:
+        data.read_lines(f)
+    assert str(e.value) == (f"{f}, line 3001: not valid UTF-8 (byte 0xff: invalid start byte); "
+                            "expected UTF-8 text")
+
+def test_read_jsonl(tmp_path):
+    f = tmp_path / "t.jsonl"
+    f.write_text('{"question": "Q1", "answer": "A1"}\n\n  \n{"question": "Q2", "answer": "A2", "x": 1}\n')
+    assert list(data.read_jsonl(f, ("question", "answer"))) == [
+        (1, {"question": "Q1", "answer": "A1"}), (4, {"question": "Q2", "answer": "A2", "x": 1})]
+    f.write_text('{"prompt": "P"}\n{"instruction": null, "prompt": "Q"}\n{"instruction": 3}\n')
+    with pytest.raises(ValueError) as e:
+        list(data.read_jsonl(f, (("instruction", "prompt"),)))
+    assert str(e.value) == (f'{f}, line 3: no text field "instruction" or "prompt"; '
+                            'expected one JSON object per line with field "instruction" or "prompt"')
+
+UF_EXPECTED = 'expected one JSON object per line with field "instruction" or "prompt"'
+
+@pytest.mark.parametrize("bad, error", [
+    (b'{"prompt": "Explain topic 9." "dataset": "x"}', "line 3: not valid JSON (Expecting ',' delimiter)"),
+    (b'{"prompt": "Explain caf\xe9."}', "line 3: not valid UTF-8 (byte 0xe9: invalid continuation byte)"),
+    (b'{"dataset": "x", "output": "no instruction"}', 'line 3: no text field "instruction" or "prompt"'),
+    (b'"Explain topic 9."', "line 3: not a JSON object"),
+], ids=["json", "utf8", "no_field", "not_object"])
+def test_instructions_malformed_file_names_the_line(tmp_path, monkeypatch, bad, error):
+    f = tmp_path / "uf.jsonl"
+    f.write_bytes(b'{"prompt": "Explain topic 1."}\n\n' + bad + b'\n{"prompt": "Explain topic 2."}\n')
+    monkeypatch.setenv("LPO_ULTRAFEEDBACK", str(f))
+    with pytest.raises(ValueError) as e:
+        tasks.prompts("instructions", "train")  # what train.py calls, printing "error: {e}"
+    assert str(e.value) == f"{f}, {error}; {UF_EXPECTED}"
+
+def test_instructions_ids_are_line_indices(tmp_path, monkeypatch):
+    f = tmp_path / "uf.jsonl"
+    # a blank line after each object: the ids are the line indices, from 0
+    f.write_text("\n".join(f'{{"prompt": "Explain topic number {i}."}}\n' for i in range(40)))
+    monkeypatch.setenv("LPO_ULTRAFEEDBACK", str(f))
+    exs = instructions.prompts("train") + instructions.prompts("test")
+    assert sorted(int(e["id"].split("/")[1]) for e in exs) == list(range(0, 80, 2))
+    assert all(e["prompt"] == f"Explain topic number {int(e['id'].split('/')[1]) // 2}." for e in exs)

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+import tasks
 from tasks import gsm8k, gsm8k_vote
 
 DATA = os.environ.get("LPO_DATA_DIR", "")
@@ -104,3 +105,45 @@ def test_single_and_majority_rewards():
     responses = ["The answer is 2", "The answer is 1,000", "1000."]
     assert gsm8k_vote.vote_reward({"gold": "1000"}, responses) == 1.0
     assert gsm8k_vote.vote_reward({"gold": "2"}, responses) == 0.0
+
+# -----------------------------------------------------------------------------
+# a malformed file: one error naming the file, the line and what was expected
+
+GOOD = b'{"question": "Tom has 3 apples and eats 1. How many are left?", "answer": "3 - 1 = 2\\n#### 2"}\n'
+EXPECTED = 'expected one JSON object per line with fields "question" and "answer"'
+
+@pytest.mark.parametrize("content, error", [
+    (GOOD + b"\n" + b'{"question": "Q" "answer": "#### 1"}\n' + GOOD,
+     "line 3: not valid JSON (Expecting ',' delimiter)"),
+    (GOOD * 300 + b'{"question": "Caf\xe9 prices?", "answer": "#### 4"}\n' + GOOD,  # past the first 8 KB
+     "line 301: not valid UTF-8 (byte 0xe9: invalid continuation byte)"),
+    (GOOD + GOOD + b'{"question": "Q", "solution": "#### 1"}\n', 'line 3: no text field "answer"'),
+    (GOOD + b'{"question": null, "answer": "#### 1"}\n', 'line 2: no text field "question"'),
+    (b'["Q", "#### 1"]\n' + GOOD, "line 1: not a JSON object"),
+], ids=["json", "utf8", "no_answer", "null_question", "not_object"])
+def test_malformed_file_names_the_line(tmp_path, monkeypatch, content, error):
+    path = tmp_path / "gsm8k" / "test.jsonl"
+    path.parent.mkdir()
+    path.write_bytes(content)
+    monkeypatch.setenv("LPO_DATA_DIR", str(tmp_path))
+    for read in (lambda: gsm8k.prompts("test"), lambda: tasks.prompts("gsm8k_vote", "test")):
+        with pytest.raises(ValueError) as e:
+            read()
+        assert str(e.value) == f"{path}, {error}; {EXPECTED}"
+
+def test_valid_file_reads_as_before(tmp_path, monkeypatch):
+    path = tmp_path / "gsm8k" / "test.jsonl"
+    path.parent.mkdir()
+    five = GOOD.replace(b"3 apples", b"5 apples").replace(b"\n", b"\r\n", 1)  # the line ends in CRLF
+    path.write_bytes(b"\n" + GOOD + b"  \n" + five)
+    monkeypatch.setenv("LPO_DATA_DIR", str(tmp_path))
+    exs = gsm8k.prompts("test")
+    assert [e["id"] for e in exs] == ["gsm8k/test/0", "gsm8k/test/1"]  # blank lines are no examples
+    assert [e["question"][:12] for e in exs] == ["Tom has 3 ap", "Tom has 5 ap"] and exs[1]["gold"] == "2"
+
+@needs_data
+def test_real_file_reads_as_json_lines():
+    rows = [json.loads(l) for l in open(TEST, encoding="utf-8") if l.strip()]
+    exs = gsm8k.prompts("test")
+    assert [(e["id"], e["question"], e["solution"]) for e in exs] == [
+        (f"gsm8k/test/{i}", r["question"], r["answer"]) for i, r in enumerate(rows)]

@@ -61,3 +61,17 @@ def test_wikitext_prompts():
     test_texts = {e["prompt"] for e in repetition.prompts("test")}
     assert test_texts and not test_texts & {e["prompt"] for e in exs}
     assert len(repetition.prompts("test", n=10, seed=3)) == 10
+
+def test_bad_utf8_names_the_line(tmp_path, monkeypatch):
+    path = tmp_path / "wikitext-2" / "valid.txt"
+    path.parent.mkdir()
+    para = " ".join(f"w{i} ." for i in range(30))
+    path.write_bytes(f" \n = Heading = \n {para}\n".encode() + b" The caf\xe9 opened in 1902 .\n")
+    monkeypatch.setenv("LPO_DATA_DIR", str(tmp_path))
+    with pytest.raises(ValueError) as e:
+        repetition.prompts("train")
+    assert str(e.value) == (f"{path}, line 4: not valid UTF-8 (byte 0xe9: invalid continuation byte); "
+                            "expected UTF-8 text")
+    path.write_text(f" \n = Heading = \r\n {para}\r {para}\n")  # valid: lines and ids as in text mode
+    exs = repetition.prompts("train", n_words=20)
+    assert [e["id"] for e in exs] == ["repetition/train/2", "repetition/train/3"]

