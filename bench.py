@@ -9,6 +9,8 @@ number of new tokens (end-of-turn ignored so every run decodes the same amount).
         # random weights of a real shape: decode tokens/s and the fraction of memory bandwidth
     python bench.py --adaptive --batch 32 --no_hf
         # the cost of token-level adaptive decoding against fixed-temperature sampling
+    python bench.py --compile
+        # also the compiled decode step (generate(..., compile=True)): its speed and compile time
 
 Timings are medians over --repeats runs, the two implementations alternating so that the
 machine's drift hits both alike.
@@ -67,6 +69,14 @@ def timed(fn, device):
     return time.perf_counter() - t0
 
 
+def copy_bandwidth(device, size=256 << 20):
+    """Bytes per second that a large tensor copy reads (median of 5): what decoding at batch 1,
+    which reads every weight once a token, can at best approach."""
+    x = torch.ones(size // 4, device=device)
+    y = torch.empty_like(x)
+    return size / statistics.median(timed(lambda: y.copy_(x), device) for _ in range(5))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="smollm2", help="weights to load (ignored with --shape)")
@@ -80,6 +90,7 @@ def main():
     p.add_argument("--no_hf", action="store_true", help="skip the transformers comparison")
     p.add_argument("--adaptive", action="store_true", help="also time token-level adaptive decoding "
                    "(a head choosing among 6 temperatures before every token) against sampling at 0.7")
+    p.add_argument("--compile", action="store_true", help="also time the compiled decode step")
     args = p.parse_args()
     dtype = getattr(torch, args.dtype)
 
@@ -103,34 +114,48 @@ def main():
     print(f"{args.model if not args.shape else args.shape}: {n_params / 1e6:.0f}M parameters, {args.dtype}, "
           f"{args.device}, prompt {args.prompt_len}, {args.new_tokens} new tokens, greedy, "
           f"median of {args.repeats}, torch threads {torch.get_num_threads()}")
+    bandwidth = copy_bandwidth(args.device)
+    print(f"memory bandwidth, a 256 MB tensor copied: {bandwidth / 1e9:.1f} GB/s read (and as much written)")
 
     g = torch.Generator().manual_seed(0)
     for B in args.batch:
         prompts = torch.randint(100, model.config.vocab_size, (B, args.prompt_len), generator=g)
         ours = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.0)
+        compiled = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.0, compile=True)
         theirs = lambda: hf.generate(prompts.to(args.device),
                                      attention_mask=torch.ones_like(prompts).to(args.device),
                                      max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
                                      do_sample=False)
-        ours()  # warm up (allocator, kernels)
+        eager_tokens = ours().tokens  # warm up (allocator, kernels)
+        if args.compile:
+            t_compile = timed(compiled, args.device)  # the first call of this shape compiles it
+            same_compiled = compiled().tokens == eager_tokens
         if hf is not None:
-            out_hf = theirs()
-            same = out_hf[:, args.prompt_len:].tolist() == ours().tokens
-        t_ours, t_hf = [], []
-        for _ in range(args.repeats):
-            t_ours.append(timed(ours, args.device))
-            if hf is not None:
-                t_hf.append(timed(theirs, args.device))
+            same = theirs()[:, args.prompt_len:].tolist() == eager_tokens
+        runs = {"ours": ours, **({"compiled": compiled} if args.compile else {}),
+                **({"transformers": theirs} if hf is not None else {})}
+        times = {name: [] for name in runs}
+        for _ in range(args.repeats):  # alternating, so that the machine's drift hits all alike
+            for name, fn in runs.items():
+                times[name].append(timed(fn, args.device))
         n = B * args.new_tokens
-        ours_tps = n / statistics.median(t_ours)
-        line = f"batch {B:3d}: ours {ours_tps:8.1f} tok/s"
-        if B == 1:
-            line += f" ({bytes_per_token * ours_tps / 1e9:.0f} GB/s of weights streamed)"
+        tps = {name: n / statistics.median(t) for name, t in times.items()}
+        for name in runs:
+            if name == "transformers":
+                continue
+            line = f"batch {B:3d}: {name:8s} {tps[name]:8.1f} tok/s"
+            if B == 1:
+                streamed = bytes_per_token * tps[name]
+                line += f" ({streamed / 1e9:.1f} GB/s of weights, {streamed / bandwidth:.0%} of bandwidth)"
+            if name == "compiled":
+                compile_s = t_compile - statistics.median(times[name])
+                line += f" | compile {compile_s:.0f}s | same tokens: {same_compiled}"
+            if hf is not None:
+                line += f" | {tps[name] / tps['transformers']:.2f}x transformers"
+            print(line, flush=True)
         if hf is not None:
-            hf_tps = n / statistics.median(t_hf)
-            line += (f" | transformers {hf_tps:8.1f} tok/s | ratio {ours_tps / hf_tps:.2f}x"
-                     f" | same tokens: {same}")
-        print(line, flush=True)
+            print(f"batch {B:3d}: transformers {tps['transformers']:8.1f} tok/s | same tokens: {same}",
+                  flush=True)
         if args.adaptive:
             from adaptive_head import AdaptiveDecoder
             head = AdaptiveDecoder(model.config.d_model, level="token").to(args.device)

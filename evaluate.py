@@ -41,7 +41,7 @@ def methods(head, compare=True):
 
 
 def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batch_size=48, seed=0,
-             out_dir=None, compare=True, judge=None, settings=None):
+             out_dir=None, compare=True, judge=None, settings=None, compile=False):
     """AD (greedy temperature selection) and, with compare, every baseline on the examples, with
     n_samples responses per prompt and method (default: the tasks' EVAL_SAMPLES), scored by the
     tasks' rewards (judge: for the judged tasks, see tasks/judge.py). settings: what to say of the
@@ -57,7 +57,8 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
         for b in range(0, len(examples), per_batch):
             exs = examples[b:b + per_batch]
             prompts = [tasks.prompt_ids(tok, ex) for ex in exs for _ in range(n_samples)]
-            g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b, **kw)
+            g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b,
+                         compile=compile, **kw)
             responses = [tok.decode(t) for t in g.tokens]
             rs = tasks.rewards(exs, responses, judge)
             for i, ex in enumerate(exs):
@@ -205,6 +206,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out_dir", default=None, help="default: the head's directory")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--compile", action="store_true", help="generate with a compiled decode step")
     args = p.parse_args()
     check_settings(args, at_least={"test_prompts": 1, "n_samples": 1, "max_new_tokens": 1, "batch_size": 1})
     out_dir = args.out_dir or Path(args.head).parent
@@ -226,7 +228,7 @@ def main():
         sys.exit(f"error: head {args.head} reads hidden states of size {head.d_model}, {args.model}'s are "
                  f"{model.config.d_model}; use a head trained on this model")
     evaluate(model, tok, head, examples, args.n_samples, args.max_new_tokens, args.batch_size, args.seed,
-             out_dir, judge=judge.load(args.judge, model, tok))
+             out_dir, judge=judge.load(args.judge, model, tok), compile=args.compile)
 
 
 if __name__ == "__main__":

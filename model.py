@@ -87,23 +87,34 @@ def apply_rope(x, cos, sin):
 
 class KVCache:
     def __init__(self, cfg, batch_size, max_len, device=None, dtype=torch.float32):
-        shape = (cfg.n_layer, batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
-        self.k = torch.empty(shape, device=device, dtype=dtype)
-        self.v = torch.empty(shape, device=device, dtype=dtype)
-        self.pos = 0  # number of positions filled; the model advances it after each forward
+        # one key and one value tensor per layer, (B, n_kv_head, max_len, hd), zeroed: attention
+        # over the whole cache (Transformer.decode) masks unfilled positions, and 0 * NaN from stale
+        # memory would still be NaN
+        shape = (batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.pos = 0  # number of positions filled; the model's forward advances it
 
     def update(self, layer, k, v):
         # k, v: (B, n_kv_head, T, hd) for the new positions; returns all keys/values so far
         T = k.size(2)
-        self.k[layer, :, :, self.pos:self.pos + T] = k
-        self.v[layer, :, :, self.pos:self.pos + T] = v
-        return self.k[layer, :, :, :self.pos + T], self.v[layer, :, :, :self.pos + T]
+        self.k[layer][:, :, self.pos:self.pos + T] = k
+        self.v[layer][:, :, self.pos:self.pos + T] = v
+        return self.k[layer][:, :, :self.pos + T], self.v[layer][:, :, :self.pos + T]
+
+    def write(self, layer, k, v, slot):
+        # the fixed-shape step: k, v (B, n_kv_head, 1, hd) into position slot (a 0-d long tensor);
+        # returns the whole cache (its unfilled positions are masked by the caller)
+        self.k[layer].index_copy_(2, slot.view(1), k)
+        self.v[layer].index_copy_(2, slot.view(1), v)
+        return self.k[layer], self.v[layer]
 
     def copy_rows(self, other, rows):
         """Row i of this cache becomes row rows[i] of other, for the positions other has filled:
         a prompt prefilled once serves its N samples. rows: (B,) long."""
         n = other.pos
-        self.k[:, :, :, :n], self.v[:, :, :, :n] = other.k[:, rows, :, :n], other.v[:, rows, :, :n]
+        for mine, theirs in zip(self.k + self.v, other.k + other.v):
+            mine[:, :, :n] = theirs[rows, :, :n]
         self.pos = n
 
 
@@ -131,7 +142,7 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(cfg.d_model, (cfg.n_head + 2 * cfg.n_kv_head) * cfg.head_dim, bias=bias)
         self.wo = nn.Linear(cfg.n_head * cfg.head_dim, cfg.d_model, bias=bias)
 
-    def forward(self, x, rope, mask, is_causal, cache, layer):
+    def forward(self, x, rope, mask, is_causal, cache, layer, slot=None):
         cfg, (B, T, _) = self.cfg, x.shape
         q, k, v = self.wqkv(x).split([cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim,
                                       cfg.n_kv_head * cfg.head_dim], dim=-1)
@@ -140,8 +151,8 @@ class Attention(nn.Module):
         v = v.view(B, T, cfg.n_kv_head, cfg.head_dim).transpose(1, 2)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if cache is not None:
-            k, v = cache.update(layer, k, v)                             # (B, Hkv, S, hd)
+        if cache is not None:                                            # (B, Hkv, S, hd)
+            k, v = cache.update(layer, k, v) if slot is None else cache.write(layer, k, v, slot)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                            enable_gqa=cfg.n_kv_head != cfg.n_head)
         return self.wo(y.transpose(1, 2).reshape(B, T, cfg.n_head * cfg.head_dim))
@@ -179,8 +190,8 @@ class Block(nn.Module):
         self.mlp_norm = make_norm(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, rope, mask, is_causal, cache, layer):
-        x = x + self.attn(self.attn_norm(x), rope, mask, is_causal, cache, layer)
+    def forward(self, x, rope, mask, is_causal, cache, layer, slot=None):
+        x = x + self.attn(self.attn_norm(x), rope, mask, is_causal, cache, layer, slot)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -196,9 +207,21 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, cfg.n_labels or cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
-        # RoPE frequencies stay in float32 whatever the model's dtype (a plain attribute, not a
-        # buffer, so that model.to(torch.bfloat16) does not round them)
+        # RoPE frequencies and the cos/sin tables stay in float32 whatever the model's dtype (plain
+        # attributes, not buffers, so that model.to(torch.bfloat16) does not round them)
         self.inv_freq = rope_frequencies(cfg) if cfg.arch == "llama" else None
+        self.rope_cos = self.rope_sin = None
+
+    def rope_tables(self, n, device):
+        """cos and sin of the RoPE angles of positions 0..n-1 at least, (>= n, hd), float32: built
+        once (doubling when a longer sequence comes), then looked up by position."""
+        if self.rope_cos is None or len(self.rope_cos) < n or self.rope_cos.device != device:
+            built = 0 if self.rope_cos is None else len(self.rope_cos)
+            n = min(self.config.max_seq_len, max(n, 1024, 2 * built))
+            freqs = torch.arange(n, device=device).float()[:, None] * self.inv_freq.to(device)  # (n, hd/2)
+            angles = torch.cat((freqs, freqs), dim=-1)                                         # (n, hd)
+            self.rope_cos, self.rope_sin = angles.cos(), angles.sin()
+        return self.rope_cos, self.rope_sin
 
     def forward(self, idx, cache=None, pad=None, last_only=False, return_hidden=False):
         """idx: (B, T) token ids. cache: a KVCache; the T tokens are appended after its cache.pos
@@ -206,7 +229,7 @@ class Transformer(nn.Module):
         last_only: compute logits for the last position only (what generation needs).
         Returns logits (B, T or 1, V) in float32 (V = n_labels for a reward model), and with
         return_hidden the final hidden states (B, T or 1, d_model) after the final norm."""
-        cfg, (B, T) = self.config, idx.shape
+        cfg, T = self.config, idx.shape[1]
         start = cache.pos if cache is not None else 0
         if start + T > cfg.max_seq_len:
             raise ValueError(f"sequence of {start + T} tokens is longer than the model's context "
@@ -224,11 +247,8 @@ class Transformer(nn.Module):
         if cfg.arch == "gpt2":
             x = x + self.pos_emb(pos)
         else:
-            if self.inv_freq.device != idx.device:
-                self.inv_freq = self.inv_freq.to(idx.device)
-            freqs = pos[..., None].float() * self.inv_freq                      # (B|1, T, hd/2)
-            angles = torch.cat((freqs, freqs), dim=-1)[:, None]                 # (B|1, 1, T, hd)
-            rope = (angles.cos().to(x.dtype), angles.sin().to(x.dtype))
+            cos, sin = self.rope_tables(start + T, idx.device)                   # (>= S, hd)
+            rope = (cos[pos][:, None].to(x.dtype), sin[pos][:, None].to(x.dtype))  # (B|1, 1, T, hd)
         for i, block in enumerate(self.layers):
             x = block(x, rope, mask, is_causal, cache, i)
         if cache is not None:
@@ -238,6 +258,26 @@ class Transformer(nn.Module):
         h = self.norm(x)
         logits = self.lm_head(h).float()
         return (logits, h) if return_hidden else logits
+
+    def decode(self, tok, cache, slot, pad):
+        """One new token per row, written at cache position slot, with shapes that never change (what
+        torch.compile wants, see sample.py): attention runs over the whole preallocated cache, a mask
+        hiding its unfilled positions and the left padding. tok (B,) long; slot: a 0-d long tensor;
+        pad (B,) long, pad tokens per row. The RoPE tables must cover the cache (rope_tables).
+        Returns logits (B, V) in float32 and the final hidden state h (B, d)."""
+        keys = torch.arange(cache.k[0].shape[2], device=tok.device)                  # (S,)
+        mask = ((keys <= slot) & (keys >= pad[:, None]))[:, None, None, :]            # (B, 1, 1, S)
+        pos = (slot - pad)[:, None]                                                   # (B, 1)
+        x = self.tok_emb(tok[:, None])                                                # (B, 1, d)
+        rope = None
+        if self.config.arch == "gpt2":
+            x = x + self.pos_emb(pos)
+        else:
+            rope = (self.rope_cos[pos][:, None].to(x.dtype), self.rope_sin[pos][:, None].to(x.dtype))
+        for i, block in enumerate(self.layers):
+            x = block(x, rope, mask, False, cache, i, slot)
+        h = self.norm(x)
+        return self.lm_head(h).float()[:, -1], h[:, -1]
 
     # -------------------------------------------------------------------------
     # Loading open weights
@@ -278,6 +318,7 @@ class Transformer(nn.Module):
         if cfg.tie_embeddings:  # assign=True replaced the shared parameter: tie it again
             model.lm_head.weight = model.tok_emb.weight
         model.inv_freq = rope_frequencies(cfg) if cfg.arch == "llama" else None
+        model.rope_cos = model.rope_sin = None
         model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
         if torch.device(device).type == "cpu":
             # Same values, other memory layout: each weight (out, in) kept as the transpose of a

@@ -111,7 +111,7 @@ def prefill(model, idx, pad, cache):
         logits, h = model(idx, cache=cache, pad=pad, last_only=True, return_hidden=True)
         return logits[:, -1], h[:, -1]
     rows = torch.tensor([of_row.index(u) for u in range(len(first))], device=idx.device)  # one row each
-    once = KVCache(model.config, len(rows), idx.shape[1], idx.device, cache.k.dtype)
+    once = KVCache(model.config, len(rows), idx.shape[1], idx.device, cache.k[0].dtype)
     logits, h = model(idx[rows], cache=once, pad=None if pad is None else pad[rows], last_only=True,
                       return_hidden=True)
     expand = torch.tensor(of_row, device=idx.device)
@@ -125,13 +125,31 @@ def decode_step(model, tok, cache, pad):
     return logits[:, -1], h[:, -1]
 
 
+BUCKET = 256  # compiled decode: cache lengths round up to a multiple (a new prompt length rarely recompiles)
+_compiled = {}  # model -> its compiled Transformer.decode, reused by every call in this process
+
+
+def compiled_decode_step(model):
+    """model.decode (fixed shapes: the whole cache, a mask, the position as a tensor) through
+    torch.compile, compiled once per (batch size, cache length) and reused; on a GPU with CUDA
+    graphs (mode "reduce-overhead"), which replay the step without launching its kernels one by one."""
+    if model not in _compiled:
+        on_gpu = model.lm_head.weight.device.type == "cuda"
+        _compiled[model] = torch.compile(model.decode, fullgraph=True, dynamic=False,
+                                         mode="reduce-overhead" if on_gpu else None)
+    return _compiled[model]
+
+
 @torch.no_grad()  # not inference_mode: the hidden states it returns may feed a trained head
 def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample", explore=0.0,
-             top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0):
+             top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0,
+             compile=False):
     """prompts: B lists of token ids. temperature: a float, or a (B,) tensor of per-row
     temperatures. head: an AdaptiveDecoder, which chooses the temperature instead (see
     choose_temperature for selection and explore). edt=(T0, N, theta): the EDT baseline instead.
-    keep_hidden: also return the hidden state each choice was made from. Returns a Generation."""
+    keep_hidden: also return the hidden state each choice was made from. compile: the decode step
+    through torch.compile (compiled_decode_step; the first call of a shape pays the compile time).
+    Returns a Generation."""
     device = model.lm_head.weight.device
     B, L = len(prompts), max(len(p) for p in prompts)
     if min(len(p) for p in prompts) == 0:
@@ -146,7 +164,14 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
     stop = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
 
     idx, pad = left_pad(prompts, pad_id, device)
-    cache = KVCache(model.config, B, L + max_new_tokens, device, model.lm_head.weight.dtype)
+    S = L + max_new_tokens
+    if compile:  # fixed shapes: the cache length in buckets, the position and the padding as tensors
+        S = min(-(-S // BUCKET) * BUCKET, model.config.max_seq_len)
+        step_fn, slot = compiled_decode_step(model), torch.tensor(L, device=device)
+        pads = pad if pad is not None else torch.zeros(B, dtype=torch.long, device=device)
+        if model.config.arch == "llama":
+            model.rope_tables(S, device)
+    cache = KVCache(model.config, B, S, device, model.lm_head.weight.dtype)
     logits, h = prefill(model, idx, pad, cache)
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
@@ -166,7 +191,13 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
         # "all rows done?" reads a value back from the device: on a GPU, ask every 8 steps only
         if step + 1 == max_new_tokens or (step % (1 if device.type == "cpu" else 8) == 0 and done.all()):
             break
-        logits, h = decode_step(model, tok, cache, pad)
+        if compile:
+            logits, h = step_fn(tok, cache, slot, pads)
+            if device.type == "cuda":  # a CUDA graph's outputs are overwritten by its next replay
+                logits, h = logits.clone(), h.clone()
+            slot += 1
+        else:
+            logits, h = decode_step(model, tok, cache, pad)
 
     tokens, chosen = cut_at_stop(out[:, :step + 1].tolist(), choices[:, :step + 1].tolist(), stop_ids)
     return Generation(tokens=tokens, choices=chosen if head is not None else None,
@@ -273,6 +304,7 @@ def main():
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--compile", action="store_true", help="generate with a compiled decode step")
     args = p.parse_args()
     check_settings(args, at_least={"max_new_tokens": 1, "temperature": 0},
                    between={"top_p": (0, 1), "min_p": (0, 1)})
@@ -306,7 +338,7 @@ def main():
     t0 = time.time()
     g = generate(model, prompts, args.max_new_tokens, temperature=args.temperature, head=head,
                  selection=args.selection, top_p=args.top_p, min_p=args.min_p,
-                 stop_ids=tok.stop_ids, seed=args.seed)
+                 stop_ids=tok.stop_ids, seed=args.seed, compile=args.compile)
     n = sum(len(t) for t in g.tokens)
     print(f"{n} tokens in {time.time() - t0:.1f}s ({n / (time.time() - t0):.1f} tok/s)", file=sys.stderr)
     pages = []

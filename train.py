@@ -82,6 +82,8 @@ p.add_argument("--data_dir", default=None, help="local copies of the datasets (e
                "else ~/.cache/lpo/data, downloading what is missing)")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--out_dir", default=None, help="default: out/<task>_<level>")
+p.add_argument("--compile", action="store_true", help="generate with a compiled decode step (torch.compile; "
+               "see the README's Speed section for when it pays off)")
 args = p.parse_args()
 # every setting in its range before anything is loaded or written
 check_settings(args, at_least={"n_samples": (2, ": a pair needs two responses to a prompt"),
@@ -122,7 +124,7 @@ check_writable(out / "samples", "directory")
 
 # the run's directory holds one run: the same settings resume it, other settings are refused
 # may differ when a run resumes: out_dir too, a run is the same under any spelling of its path
-not_settings = ("rounds", "device", "dtype", "compare", "data_dir", "out_dir")
+not_settings = ("rounds", "device", "dtype", "compare", "data_dir", "out_dir", "compile")
 config = {k: v for k, v in vars(args).items() if k not in not_settings}
 if (out / "config.json").exists():
     old = json.loads((out / "config.json").read_text())
@@ -175,7 +177,8 @@ def collect(name, examples, head):
             prompts = [tasks.prompt_ids(tok, ex) for ex in exs for _ in range(N)]  # row i*N + j: ex i
             seed = zlib.crc32(f"{args.seed}/{name}/{b}".encode())
             g = generate(model, prompts, args.max_new_tokens, head=head, selection="sample",
-                         explore=args.explore, stop_ids=tok.stop_ids, seed=seed, keep_hidden=True)
+                         explore=args.explore, stop_ids=tok.stop_ids, seed=seed, keep_hidden=True,
+                         compile=args.compile)
             responses = [tok.decode(t) for t in g.tokens]
             rewards = tasks.rewards(exs, responses, judge)
             batch = [{"id": exs[j // N]["id"], "kind": tasks.subtask(exs[j // N]), "response": responses[j],
@@ -398,4 +401,4 @@ print(f"\nevaluation on {len(test_examples)} held-out prompts:")
 settings = dict(config, model=str(args.model), device=args.device, dtype=str(dtype).removeprefix("torch."),
                 rounds=args.rounds, started=started)
 evaluate(model, tok, head, test_examples, None, args.max_new_tokens, args.batch_size, args.seed, out,
-         compare=bool(args.compare), judge=judge, settings=settings)
+         compare=bool(args.compare), judge=judge, settings=settings, compile=args.compile)

@@ -169,6 +169,63 @@ def test_repeated_prompts_prefilled_once(model, level):
     assert len(set(map(tuple, (a.tokens[0], a.tokens[2], a.tokens[5])))) > 1  # yet sampled apart
 
 
+@pytest.mark.parametrize("level", [None, "sequence", "token"])
+def test_compiled_decode_gives_the_eager_tokens(model, level):
+    # left-padded prompts of different lengths, greedy (temperature 0, or the head's greedy choice of
+    # temperature, then the same random draws)
+    head = random_head(model.config.d_model, level) if level else None
+    ps = prompts(6, seed=4)
+    kw = dict(temperature=0.0, head=head, selection="greedy", keep_hidden=True, seed=3)
+    eager = generate(model, ps, 12, **kw)
+    compiled = generate(model, ps, 12, compile=True, **kw)
+    assert compiled.tokens == eager.tokens and compiled.choices == eager.choices
+    torch.testing.assert_close(compiled.hidden, eager.hidden, atol=1e-4, rtol=1e-4)
+    # sampling, min-p, EDT and stop tokens run outside the compiled step: the same draws
+    stop = eager.tokens[0][3:4]
+    for extra in (dict(temperature=0.8, min_p=0.1), dict(edt=(1.0, 0.8, 1.0))):
+        a = generate(model, ps, 12, seed=5, stop_ids=stop, **extra)
+        b = generate(model, ps, 12, seed=5, stop_ids=stop, compile=True, **extra)
+        assert a.tokens == b.tokens
+
+
+def test_one_shape_compiles_once(model):
+    import torch._dynamo
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    ps = prompts(4, seed=8)
+    for n_new, cut in ((5, 0), (9, 2), (7, 1)):  # other prompt lengths and lengths of answer
+        generate(model, [p[cut:] or p for p in ps], n_new, temperature=0.0, compile=True)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    generate(model, ps[:3], 5, temperature=0.0, compile=True)  # another batch size: another shape
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+
+
+def test_decode_mask_hides_unfilled_and_pad_positions(model):
+    # Transformer.decode attends to the whole cache: garbage at its unfilled positions and at the
+    # left padding must not change a thing; the step must equal the eager forward's
+    from model import KVCache
+    ps = [[5, 6, 7, 8, 9], [11, 12]]  # the second row has 3 pad positions
+    idx, pad = left_pad(ps, 0, "cpu")
+    S = 20
+
+    def step(garbage):
+        cache = KVCache(model.config, 2, S)
+        model(idx, cache=cache, pad=pad, last_only=True)
+        if garbage:
+            for t in cache.k + cache.v:
+                t[:, :, 6:] = 1e4          # unfilled (the new token goes to position 5)
+                t[1, :, :3] = -1e4         # row 1's pad positions
+        model.rope_tables(S, "cpu")
+        return model.decode(torch.tensor([3, 4]), cache, torch.tensor(5), pad)
+    clean, dirty = step(False), step(True)
+    torch.testing.assert_close(dirty, clean, atol=0, rtol=0)
+    cache = KVCache(model.config, 2, S)
+    model(idx, cache=cache, pad=pad, last_only=True)
+    logits, h = model(torch.tensor([[3], [4]]), cache=cache, pad=pad, last_only=True, return_hidden=True)
+    torch.testing.assert_close(clean[0], logits[:, -1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(clean[1], h[:, -1], atol=1e-5, rtol=1e-5)
+
+
 def test_stops_at_stop_token(model):
     ps = prompts(4)
     full = generate(model, ps, 12, temperature=0.0).tokens
