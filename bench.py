@@ -70,11 +70,11 @@ def timed(fn, device):
 
 
 def copy_bandwidth(device, size=256 << 20):
-    """Bytes per second that a large tensor copy reads (median of 5): what decoding at batch 1,
-    which reads every weight once a token, can at best approach."""
+    """Bytes per second that a large tensor copy moves, read plus written (median of 5): about what
+    decoding at batch 1, which reads every weight once a token, can at best stream."""
     x = torch.ones(size // 4, device=device)
-    y = torch.empty_like(x)
-    return size / statistics.median(timed(lambda: y.copy_(x), device) for _ in range(5))
+    y = torch.zeros_like(x)
+    return 2 * size / statistics.median(timed(lambda: y.copy_(x), device) for _ in range(5))
 
 
 def main():
@@ -115,7 +115,7 @@ def main():
           f"{args.device}, prompt {args.prompt_len}, {args.new_tokens} new tokens, greedy, "
           f"median of {args.repeats}, torch threads {torch.get_num_threads()}")
     bandwidth = copy_bandwidth(args.device)
-    print(f"memory bandwidth, a 256 MB tensor copied: {bandwidth / 1e9:.1f} GB/s read (and as much written)")
+    print(f"memory bandwidth: a 256 MB tensor copy moves {bandwidth / 1e9:.1f} GB/s (read + written)")
 
     g = torch.Generator().manual_seed(0)
     for B in args.batch:

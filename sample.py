@@ -131,12 +131,16 @@ _compiled = {}  # model -> its compiled Transformer.decode, reused by every call
 
 def compiled_decode_step(model):
     """model.decode (fixed shapes: the whole cache, a mask, the position as a tensor) through
-    torch.compile, compiled once per (batch size, cache length) and reused; on a GPU with CUDA
-    graphs (mode "reduce-overhead"), which replay the step without launching its kernels one by one."""
+    torch.compile, compiled once per (batch size, cache length) and reused. On a GPU with CUDA
+    graphs (mode "reduce-overhead"), which replay the step without launching its kernels one by one;
+    on the CPU with the weights frozen in (inductor's "freezing": the LM never changes), which lets
+    it pre-pack them for its matrix multiplications."""
     if model not in _compiled:
-        on_gpu = model.lm_head.weight.device.type == "cuda"
-        _compiled[model] = torch.compile(model.decode, fullgraph=True, dynamic=False,
-                                         mode="reduce-overhead" if on_gpu else None)
+        if model.lm_head.weight.device.type == "cuda":
+            options = dict(mode="reduce-overhead")
+        else:
+            options = dict(options={"freezing": True})
+        _compiled[model] = torch.compile(model.decode, fullgraph=True, dynamic=False, **options)
     return _compiled[model]
 
 

@@ -294,7 +294,7 @@ print(f"plan: 1) held-out pairs: {len(test_examples)} prompts x {args.n_samples}
       f"3) evaluation: {n_methods} methods x {len(test_examples)} prompts x {n_eval} samples")
 if args.model == "smollm2" and args.device == "cpu":  # rates measured with the default run on 2 cores
     collected = (len(test_examples) + args.rounds * n_round) * args.n_samples
-    seconds = (0.26 * collected + 0.95 * n_methods * len(test_examples) * n_eval) * args.max_new_tokens / 80
+    seconds = (0.25 * collected + 0.5 * n_methods * len(test_examples) * n_eval) * args.max_new_tokens / 80
     print(f"about {seconds / 60:.0f} minutes on an idle 2-core CPU (the README's runs); the progress lines "
           "below say how fast it goes here")
 
