@@ -144,6 +144,30 @@ def compiled_decode_step(model):
     return _compiled[model]
 
 
+def make_decoder(model, B, L, max_new_tokens, pad, compile=False):
+    """A KV cache for B rows of L + max_new_tokens positions, and decode(tok) -> (logits, h): the
+    eager decode_step, or the compiled fixed-shape one (the cache length rounded up to BUCKET, the
+    position and the padding as tensors)."""
+    device, dtype = model.lm_head.weight.device, model.lm_head.weight.dtype
+    if not compile:
+        cache = KVCache(model.config, B, L + max_new_tokens, device, dtype)
+        return cache, lambda tok: decode_step(model, tok, cache, pad)
+    S = min(-(-(L + max_new_tokens) // BUCKET) * BUCKET, model.config.max_seq_len)
+    cache = KVCache(model.config, B, S, device, dtype)
+    if model.config.arch == "llama":
+        model.rope_tables(S, device)
+    step, slot = compiled_decode_step(model), torch.tensor(L, device=device)
+    pads = pad if pad is not None else torch.zeros(B, dtype=torch.long, device=device)
+
+    def decode(tok):
+        logits, h = step(tok, cache, slot, pads)
+        slot.add_(1)
+        if device.type == "cuda":  # a CUDA graph's outputs are overwritten by its next replay
+            return logits.clone(), h.clone()
+        return logits, h
+    return cache, decode
+
+
 @torch.no_grad()  # not inference_mode: the hidden states it returns may feed a trained head
 def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample", explore=0.0,
              top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0,
@@ -168,14 +192,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
     stop = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
 
     idx, pad = left_pad(prompts, pad_id, device)
-    S = L + max_new_tokens
-    if compile:  # fixed shapes: the cache length in buckets, the position and the padding as tensors
-        S = min(-(-S // BUCKET) * BUCKET, model.config.max_seq_len)
-        step_fn, slot = compiled_decode_step(model), torch.tensor(L, device=device)
-        pads = pad if pad is not None else torch.zeros(B, dtype=torch.long, device=device)
-        if model.config.arch == "llama":
-            model.rope_tables(S, device)
-    cache = KVCache(model.config, B, S, device, model.lm_head.weight.dtype)
+    cache, decode = make_decoder(model, B, L, max_new_tokens, pad, compile)
     logits, h = prefill(model, idx, pad, cache)
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
@@ -195,13 +212,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
         # "all rows done?" reads a value back from the device: on a GPU, ask every 8 steps only
         if step + 1 == max_new_tokens or (step % (1 if device.type == "cpu" else 8) == 0 and done.all()):
             break
-        if compile:
-            logits, h = step_fn(tok, cache, slot, pads)
-            if device.type == "cuda":  # a CUDA graph's outputs are overwritten by its next replay
-                logits, h = logits.clone(), h.clone()
-            slot += 1
-        else:
-            logits, h = decode_step(model, tok, cache, pad)
+        logits, h = decode(tok)
 
     tokens, chosen = cut_at_stop(out[:, :step + 1].tolist(), choices[:, :step + 1].tolist(), stop_ids)
     return Generation(tokens=tokens, choices=chosen if head is not None else None,
