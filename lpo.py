@@ -7,7 +7,9 @@ K = temperatures, V = vocabulary.
     preference_pairs        a prompt's best response (chosen) against its worst (rejected)
     (a) lpo_loss            temperatures as tokens, AD terms only (the paper's Eq. 10)
     (b) -                   joint with the response tokens; with a frozen LM it *is* (a)
-    (c) lpo_marginal_loss   temperature as a latent variable, marginalised per token (Section 3.3)
+    (c) lpo_marginal_loss   temperature as a latent variable, marginalised (Section 3.3): per token
+                            for AD_tok (mixture_token_logps), once per response for AD_seq
+                            (mixture_sequence_logps)
     (d) nll_loss            baseline: -log P(tau^c) (the paper's Table 4 compares it with (a), (c))
 
 Padding: every (B, T) tensor comes with a mask (True/nonzero = real response position). Masked
@@ -80,18 +82,10 @@ def nll_loss(chosen_logps):
     return (-chosen_logps).mean()
 
 
-def mixture_token_logps(lm_logits, head_logprobs, temperatures, tokens):
-    """Per-token log-likelihood of AD viewed as a mixture over temperatures (the paper's Section 3.3):
-        log P(y_t | h_t) = log sum_k P(tau_k | h_t) * softmax(lm_logits_t / tau_k)[y_t]
-    computed as logsumexp_k( log P(tau_k | h_t) + log softmax(lm_logits_t / tau_k)[y_t] ).
-    tau = 0 is greedy, a one-hot on argmax(lm_logits_t): its log-prob is 0 if y_t is the argmax,
-    else -inf. The result is finite whenever some tau > 0 component has P(tau_k | h_t) > 0; a
-    position whose only possible component is tau = 0 on a non-argmax token gives -inf (with zero,
-    not NaN, gradient).
-    lm_logits (B, T, V); head_logprobs (B, T, K); temperatures (K,); tokens (B, T) valid ids.
-    Returns (B, T). Memory is O(B*T*V) per temperature: callers chunk over T (any (B, T) chunk
-    works on its own, results concatenate along T)."""
-    dtype = torch.promote_types(torch.promote_types(lm_logits.dtype, head_logprobs.dtype), torch.float32)
+def temperature_token_logps(lm_logits, temperatures, tokens, dtype=torch.float32):
+    """log softmax(lm_logits_t / tau_k)[y_t] for every temperature: (B, T, K). tau = 0 is greedy, a
+    one-hot on argmax(lm_logits_t): 0 if y_t is the argmax, else -inf.
+    lm_logits (B, T, V); temperatures (K,); tokens (B, T) valid ids."""
     logits, y = lm_logits.to(dtype), tokens.long().unsqueeze(-1)
     temps = temperatures.tolist() if torch.is_tensor(temperatures) else list(temperatures)
     comps = []
@@ -102,11 +96,41 @@ def mixture_token_logps(lm_logits, head_logprobs, temperatures, tokens):
         else:  # log softmax(logits / tau)[y]
             z = logits / tau
             comps.append(z.gather(-1, y).squeeze(-1) - torch.logsumexp(z, dim=-1))
-    joint = head_logprobs.to(dtype) + torch.stack(comps, dim=-1)  # (B, T, K)
-    # logsumexp over all -inf is -inf but its backward is NaN; route those positions around it
+    return torch.stack(comps, dim=-1)
+
+
+def _logsumexp_k(joint):
+    """logsumexp over the last dim; where every term is -inf, -inf with a zero (not NaN) gradient."""
     dead = torch.isneginf(joint).all(-1, keepdim=True)
     mix = torch.logsumexp(torch.where(dead, torch.zeros_like(joint), joint), dim=-1)
     return torch.where(dead.squeeze(-1), float("-inf"), mix)
+
+
+def mixture_token_logps(lm_logits, head_logprobs, temperatures, tokens):
+    """Per-token log-likelihood of AD_tok viewed as a mixture over temperatures (the paper's
+    Section 3.3), tau drawn anew at every token:
+        log P(y_t | h_t) = log sum_k P(tau_k | h_t) * softmax(lm_logits_t / tau_k)[y_t]
+    computed as logsumexp_k( log P(tau_k | h_t) + log softmax(lm_logits_t / tau_k)[y_t] ) in log
+    space, so that the greedy component's 0 or -inf stays finite in the mixture. A position whose
+    only possible component is tau = 0 on a non-argmax token gives -inf (with zero gradient).
+    lm_logits (B, T, V); head_logprobs (B, T, K); temperatures (K,); tokens (B, T) valid ids.
+    Returns (B, T). Memory is O(B*T*V) per temperature: callers may chunk over T."""
+    dtype = torch.promote_types(torch.promote_types(lm_logits.dtype, head_logprobs.dtype), torch.float32)
+    comps = temperature_token_logps(lm_logits, temperatures, tokens, dtype)    # (B, T, K)
+    return _logsumexp_k(head_logprobs.to(dtype) + comps)
+
+
+def mixture_sequence_logps(lm_logits, head_logprobs, temperatures, tokens, mask):
+    """Log-likelihood of a whole response under AD_seq viewed as a mixture (Section 3.3): ONE
+    temperature, chosen from the last prompt token's state h_T, holds for every token, so the
+    latent is marginalised once per sequence, not per token:
+        log P(y | x) = log sum_k P(tau_k | h_T) prod_t softmax(lm_logits_t / tau_k)[y_t]
+    lm_logits (B, T, V); head_logprobs (B, K) = log P(. | h_T); tokens (B, T); mask (B, T) marks
+    the positions that count (masked ones are dropped, garbage there included). Returns (B,)."""
+    dtype = torch.promote_types(torch.promote_types(lm_logits.dtype, head_logprobs.dtype), torch.float32)
+    comps = temperature_token_logps(lm_logits, temperatures, tokens, dtype)    # (B, T, K)
+    per_tau = torch.where(mask.bool()[..., None], comps, torch.zeros_like(comps)).sum(1)  # (B, K)
+    return _logsumexp_k(head_logprobs.to(dtype) + per_tau)
 
 
 def lpo_marginal_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, mask_c, mask_r, beta=0.1):
@@ -115,7 +139,8 @@ def lpo_marginal_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, 
                       - beta * sum_t [log mix(y^r_t) - log mix_ref(y^r_t)] )
     where mix = sum_tau P(y_t | h_t, tau) P(tau | h_t) with the current head and mix_ref the same
     with a frozen copy of the head (or a uniform one). Inputs are (B, T) per-token values from
-    mixture_token_logps; masks (B, T) mark real response tokens (the two sides may differ in T).
+    mixture_token_logps (AD_tok), or (B, 1) per-response ones from mixture_sequence_logps (AD_seq);
+    masks mark the positions that count (the two sides may differ in T).
     Returns (loss, stats) with stats['accuracy'] = fraction of pairs whose implicit reward favours
     the chosen response and stats['margin'] = its mean (before beta)."""
     reward_c = sequence_logp(policy_chosen - ref_chosen, mask_c)

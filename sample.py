@@ -43,6 +43,7 @@ class Generation:
                                  # token: what the head chose from (step 0 alone at sequence level),
                                  # and what the LM head reads (logits = model.lm_head(hidden))
     temperatures: torch.Tensor | None  # adaptive: the head's (K,) temperature set
+    stops: list                  # per row, the stop token that ended it, or None (max_new_tokens reached)
 
 
 def choose_temperature(head, h, selection="sample", explore=0.0, generator=None):
@@ -214,10 +215,12 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
             break
         logits, h = decode(tok)
 
-    tokens, chosen = cut_at_stop(out[:, :step + 1].tolist(), choices[:, :step + 1].tolist(), stop_ids)
+    rows = out[:, :step + 1].tolist()
+    tokens, chosen = cut_at_stop(rows, choices[:, :step + 1].tolist(), stop_ids)
     return Generation(tokens=tokens, choices=chosen if head is not None else None,
                       hidden=torch.stack(hidden, dim=1) if keep_hidden else None,
-                      temperatures=head.temperatures if head is not None else None)
+                      temperatures=head.temperatures if head is not None else None,
+                      stops=[row[len(t)] if len(t) < len(row) else None for row, t in zip(rows, tokens)])
 
 
 def cut_at_stop(rows, choices, stop_ids):

@@ -43,7 +43,8 @@ from torch.nn.utils.rnn import pad_sequence
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
 from evaluate import evaluate
-from lpo import choice_logps, lpo_loss, lpo_marginal_loss, mixture_token_logps, nll_loss, preference_pairs
+from lpo import (choice_logps, lpo_loss, lpo_marginal_loss, mixture_sequence_logps, mixture_token_logps,
+                 nll_loss, preference_pairs)
 from model import Transformer
 from sample import Progress, check_settings, check_writable, generate
 from tasks import judge as judges
@@ -182,7 +183,8 @@ def collect(name, examples, head):
             responses = [tok.decode(t) for t in g.tokens]
             rewards = tasks.rewards(exs, responses, judge)
             batch = [{"id": exs[j // N]["id"], "kind": tasks.subtask(exs[j // N]), "response": responses[j],
-                      "tokens": g.tokens[j], "choices": g.choices[j], "reward": rewards[j],
+                      "tokens": g.tokens[j], "stop": g.stops[j], "choices": g.choices[j],
+                      "reward": rewards[j],
                       # the states the choices were made from: the response's tokens, plus its stop token
                       "hidden": g.hidden[j, :len(g.choices[j])].float().cpu().clone()}
                      for j in range(len(prompts))]
@@ -216,21 +218,24 @@ class Side(NamedTuple):
     """One side (chosen or rejected) of a batch of B pairs, padded to the longest response (T steps)."""
     hidden: torch.Tensor       # (B, T, d) the LM's final hidden state each temperature was chosen from
     choices: torch.Tensor      # (B, T) index of the temperature chosen at each step
-    tokens: torch.Tensor       # (B, T) the response's tokens (0 at the stop token's step)
+    tokens: torch.Tensor       # (B, T) the response's tokens, then its stop token if it stopped
     has_choice: torch.Tensor   # (B, T) bool: a step of the response (its tokens and its stop token)
-    is_token: torch.Tensor     # (B, T) bool: a token of the response
+    counts: torch.Tensor       # (B, T) bool: a token whose probability counts in loss (c): the response's
+                               # and its stop token (unknown in samples saved before it was stored)
 
 
 def stack_side(pairs, i):
     """Side i (0 chosen, 1 rejected) of some pairs, on the device."""
     samples = [pair[i] for pair in pairs]
     pad = lambda xs: pad_sequence(xs, batch_first=True).to(args.device)
+    stop = [[] if s.get("stop") is None else [s["stop"]] for s in samples]
     return Side(hidden=pad([s["hidden"] for s in samples]),
                 choices=pad([torch.tensor(s["choices"]) for s in samples]),
-                tokens=pad([torch.tensor(s["tokens"] + [0] * (len(s["choices"]) - len(s["tokens"])))
-                            for s in samples]),
+                tokens=pad([torch.tensor((s["tokens"] + st + [0])[:len(s["choices"])])
+                            for s, st in zip(samples, stop)]),
                 has_choice=pad([torch.ones(len(s["choices"]), dtype=torch.bool) for s in samples]),
-                is_token=pad([torch.arange(len(s["choices"])) < len(s["tokens"]) for s in samples]))
+                counts=pad([torch.arange(len(s["choices"])) < len(s["tokens"]) + len(st)
+                            for s, st in zip(samples, stop)]))
 
 
 def temperature_logp(head, side):
@@ -242,16 +247,22 @@ def temperature_logp(head, side):
 
 
 def mixture_logps(head, ref_head, side):
-    """Per token, log P(y_t | h_t) of AD as a mixture over temperatures (loss (c), Section 3.3), with
-    the trained head and with the reference head P_ref: two (B, T). The LM's logits come from the
-    stored hidden states through its LM head (one matmul: the LM is not run again)."""
-    def head_logprobs(hd):  # at sequence level the choice from the first state holds for every token
-        return hd.log_probs(side.hidden if args.level == "token" else side.hidden[:, :1]).expand(
-            *side.hidden.shape[:2], -1)
+    """log P(y) of AD as a mixture over temperatures (loss (c), Section 3.3), with the trained head
+    and with the reference head P_ref, and the mask of what counts: per token at token level, (B, T)
+    (tau is chosen anew at each token); per response at sequence level, (B, 1) (one tau, chosen from
+    the last prompt token's state, for the whole response). The LM's logits come from the stored
+    hidden states through its LM head (one matmul: the LM is not run again)."""
     with torch.no_grad():
         logits = model.lm_head(side.hidden.to(dtype)).float()
-        ref = mixture_token_logps(logits, head_logprobs(ref_head), head.temperatures, side.tokens)
-    return mixture_token_logps(logits, head_logprobs(head), head.temperatures, side.tokens), ref
+
+    def mixture(hd):
+        if args.level == "token":
+            return mixture_token_logps(logits, hd.log_probs(side.hidden), head.temperatures, side.tokens)
+        return mixture_sequence_logps(logits, hd.log_probs(side.hidden[:, 0]), head.temperatures,
+                                      side.tokens, side.counts)[:, None]
+    with torch.no_grad():
+        ref = mixture(ref_head)
+    return mixture(head), ref, side.counts if args.level == "token" else side.counts[:, :1]
 
 
 def pair_loss(head, ref_head, pairs):
@@ -261,10 +272,9 @@ def pair_loss(head, ref_head, pairs):
         return lpo_loss(temperature_logp(head, chosen), temperature_logp(head, rejected), args.beta)[0]
     if args.loss == "nll":                                   # baseline (d)
         return nll_loss(temperature_logp(head, chosen))
-    policy_c, ref_c = mixture_logps(head, ref_head, chosen)   # loss (c), Section 3.3
-    policy_r, ref_r = mixture_logps(head, ref_head, rejected)
-    return lpo_marginal_loss(policy_c, policy_r, ref_c, ref_r, chosen.is_token, rejected.is_token,
-                             args.beta)[0]
+    policy_c, ref_c, mask_c = mixture_logps(head, ref_head, chosen)   # loss (c), Section 3.3
+    policy_r, ref_r, mask_r = mixture_logps(head, ref_head, rejected)
+    return lpo_marginal_loss(policy_c, policy_r, ref_c, ref_r, mask_c, mask_r, args.beta)[0]
 
 
 @torch.no_grad()
@@ -370,7 +380,7 @@ for r in range(start_round, args.rounds):
     print(f"round {r + 1}: {len(samples)} samples, mean reward {means}; {len(pairs)} new pairs "
           f"({', '.join(f'{k} {n}' for k, n in n_pairs.items())}), {len(all_pairs)} in all")
 
-    ref_head = load_head(r)  # frozen P_ref for loss (c)
+    ref_head = init_head  # P_ref of loss (c): the head the training started from, frozen
     head.train()
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * math.ceil(len(all_pairs) / args.train_batch_size)

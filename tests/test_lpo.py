@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lpo import (choice_logps, lpo_loss, lpo_marginal_loss, mixture_token_logps, nll_loss, preference_pairs,
-                 sequence_logp)
+from lpo import (choice_logps, lpo_loss, lpo_marginal_loss, mixture_sequence_logps, mixture_token_logps,
+                 nll_loss, preference_pairs, sequence_logp)
 
 D = torch.float64
 
@@ -240,3 +240,87 @@ def test_padding_does_not_change_marginal_loss_or_grads():
     assert pol[0, 3].item() == float("-inf")  # the padded garbage really is -inf
     assert torch.allclose(loss_p, loss_u, atol=1e-12)
     assert torch.allclose(g_p[:, :3], g_u, atol=1e-12) and (g_p[:, 3:] == 0).all()
+
+
+# ---------------------------------------------------------------- (c) against brute force
+
+def brute_force_logp(lm, head_logprobs, temps, y, level):
+    """log P(y) by enumerating every temperature path of a short response: at token level any tau_t
+    at each step (K^T paths), at sequence level one tau for all steps (K paths); each path weighs
+    prod_t P(tau_t) * p_tau_t(y_t), p_tau the softmax at tau (tau = 0: one-hot on the argmax)."""
+    import itertools
+    B, T, V = lm.shape
+    K = len(temps)
+    out = []
+    for b in range(B):
+        total = torch.zeros((), dtype=D)
+        paths = itertools.product(range(K), repeat=T) if level == "token" else ((k,) * T for k in range(K))
+        for path in paths:
+            w = torch.ones((), dtype=D)
+            for t, k in enumerate(path):
+                p_tau = head_logprobs[b, t if level == "token" else 0, k].exp()
+                if level == "sequence" and t > 0:
+                    p_tau = torch.ones((), dtype=D)  # the one choice is counted once
+                tok = torch.zeros(V, dtype=D)
+                if temps[k] == 0:
+                    tok[lm[b, t].argmax()] = 1.0
+                else:
+                    tok = torch.softmax(lm[b, t] / temps[k], -1)
+                w = w * p_tau * tok[y[b, t]]
+            total = total + w
+        out.append(total.log())
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_marginal_likelihood_equals_brute_force(level):
+    # a 3-token response, vocabulary of 5, K = 3 temperatures with greedy among them: values and
+    # gradients of log P(y) against the sum over every temperature path
+    torch.manual_seed(11)
+    B, T, V, temps = 2, 3, 5, [0.0, 0.5, 1.0]
+    lm = torch.randn(B, T, V, dtype=D)
+    y = lm.argmax(-1)
+    y[1, 2] = (y[1, 2] + 1) % V  # one non-greedy token: the tau = 0 paths through it are impossible
+    z = torch.randn(B, T, 3, dtype=D, requires_grad=True)
+    want = brute_force_logp(lm, F.log_softmax(z, -1), temps, y, level)
+    if level == "token":
+        got = mixture_token_logps(lm, F.log_softmax(z, -1), torch.tensor(temps), y).sum(-1)
+    else:
+        got = mixture_sequence_logps(lm, F.log_softmax(z[:, 0], -1), torch.tensor(temps), y,
+                                     torch.ones(B, T, dtype=torch.bool))
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+    g_want, = torch.autograd.grad(want.sum(), z)
+    g_got, = torch.autograd.grad(got.sum(), z)
+    torch.testing.assert_close(g_got, g_want, atol=1e-10, rtol=1e-10)
+    if level == "sequence":  # one tau for the response is not tau redrawn at every token
+        head_copied = F.log_softmax(z[:, :1], -1).expand(B, T, 3)  # P(tau | h_T) copied to every token
+        per_token = mixture_token_logps(lm, head_copied, torch.tensor(temps), y)
+        assert (per_token.sum(-1) - got).abs().max() > 1e-3
+
+
+def test_sequence_mixture_on_argmax_tokens_by_hand():
+    # 30 argmax tokens, P(tau = 0) = 0.5 and the rest on a hot temperature that makes each argmax token
+    # 1/V likely: log P(y) = log(0.5 * 1 + 0.5 * V^-30) ~ log 0.5, where tau redrawn at every token
+    # gives 30 * log(0.5 + 0.5 / V)
+    T, V = 30, 8
+    lm = torch.zeros(1, T, V, dtype=D)
+    lm[..., 0] = 1e-9  # token 0 is the argmax, by a hair: softmax at tau = 1 is ~uniform
+    y = torch.zeros(1, T, dtype=torch.long)
+    head = torch.log(torch.tensor([[0.5, 0.5]], dtype=D))
+    seq = mixture_sequence_logps(lm, head, torch.tensor([0.0, 1.0]), y, torch.ones(1, T, dtype=torch.bool))
+    assert seq.item() == pytest.approx(math.log(0.5 + 0.5 * V ** -T), abs=1e-6)
+    tok = mixture_token_logps(lm, head[:, None].expand(1, T, 2), torch.tensor([0.0, 1.0]), y).sum()
+    assert tok.item() == pytest.approx(T * math.log(0.5 + 0.5 / V), abs=1e-6)
+
+
+def test_sequence_mixture_drops_masked_positions():
+    torch.manual_seed(12)
+    lm, temps = torch.randn(1, 4, 6, dtype=D), torch.tensor([0.0, 0.7])
+    y = torch.randint(0, 6, (1, 4))
+    head = F.log_softmax(torch.randn(1, 2, dtype=D), -1)
+    mask = torch.tensor([[True, True, False, False]])
+    garbage = lm.clone()
+    garbage[0, 2:] = 1e30
+    a = mixture_sequence_logps(lm[:, :2], head, temps, y[:, :2], mask[:, :2])
+    b = mixture_sequence_logps(garbage, head, temps, y, mask)
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
