@@ -75,6 +75,9 @@ def test_report_page_holds_the_tables_and_settings(tmp_path):
                 elif key != "mean_reward":
                     assert f"{value:.3f}" in cells
     assert n == 2 * 8  # two subtasks, a win rate against each of the 8 other methods
+    for m in report["pooled"]["methods"].values():  # a mix: AD and the oracle on all prompts pooled
+        for w in (m["ad_win_rate"], m["oracle_win_rate"]):
+            assert "{:.1%} [{:.1%}, {:.1%}]".format(*w) in cells
     assert "<script" not in page and "http" not in page  # one self-contained file
 
 
@@ -116,3 +119,21 @@ def test_metric_win_rate_where_less_is_better(tmp_path, monkeypatch):
     assert methods["tau=0"]["ad_win_rate"][0] != 0.5  # greedy and hot decoding differ here
     assert report["subtasks"]["fewer_repeats"]["label"] == "a stand-in"  # labelled where reported
     assert "fewer_repeats: a stand-in" in (tmp_path / "report.html").read_text()
+
+
+def test_pooled_win_rates_by_hand():
+    # a mix of two subtasks on different scales: each prompt is won, tied or lost on its own reward
+    from evaluate import pooled_win_rates
+    from tasks.stats import bootstrap_ci
+    subtask_of = ["math"] * 4 + ["story"] * 4
+    rewards = {"AD": [1, 1, 0, 0, 3, 2, 3, 3],
+               "tau=0": [1, 1, 1, 0, 1, 2, 1, 2],     # best for math (0.75 against 0.25)
+               "tau=1": [0, 0, 1, 0, 3, 3, 3, 3]}     # best for stories (3 against 1.5)
+    pooled = pooled_win_rates(rewards, subtask_of, ["tau=0", "tau=1"])
+    assert pooled["oracle"] == {"math": "tau=0", "story": "tau=1"} and pooled["prompts"] == 8
+    ad_vs_0 = [.5, .5, 0, .5, 1, .5, 1, 1]                 # by hand: 5 of 8
+    oracle_vs_1 = [1, 1, .5, .5, .5, .5, .5, .5]           # the oracle plays tau=1 on stories: ties
+    assert pooled["methods"]["tau=0"]["ad_win_rate"] == bootstrap_ci(ad_vs_0)
+    assert pooled["methods"]["tau=1"]["oracle_win_rate"] == bootstrap_ci(oracle_vs_1)
+    rate, lo, hi = pooled["methods"]["tau=0"]["ad_win_rate"]
+    assert rate == 0.625 and lo < rate < hi
