@@ -9,9 +9,10 @@ its set; and against two adaptive baselines the paper does not compare with:
 
 For each subtask it reports the mean reward of every method, the win rate of AD against each
 (per prompt: win 1, tie 0.5, loss 0) with a 95% bootstrap confidence interval, AD's temperature
-histogram (the paper's Fig. 4) and what the task's temperature_metrics find (its Fig. 5). Written to
-stdout (markdown), report.json and report.html (histograms and per-token temperatures, Fig. 6)
-in --out_dir.
+histogram (the paper's Fig. 4) and what the task's temperature_metrics find (its Fig. 5); for a mix
+of tasks, AD's win rates on all prompts pooled and an oracle's (pooled_win_rates). Written to stdout
+(markdown), report.json and report.html (tables, histograms and per-token temperatures, Fig. 6) in
+--out_dir.
 """
 import argparse
 import html

@@ -123,8 +123,9 @@ except (ValueError, FileNotFoundError) as e:
 out = Path(args.out_dir or f"out/{args.task}_{args.level}")
 check_writable(out / "samples", "directory")
 
-# the run's directory holds one run: the same settings resume it, other settings are refused
-# may differ when a run resumes: out_dir too, a run is the same under any spelling of its path
+# the run's directory holds one run: the same settings resume it, other settings are refused. Not
+# settings (they may change when a run resumes): where and how fast it runs, how many rounds, and
+# out_dir itself, so that a run is the same under any spelling of its path
 not_settings = ("rounds", "device", "dtype", "compare", "data_dir", "out_dir", "compile")
 config = {k: v for k, v in vars(args).items() if k not in not_settings}
 if (out / "config.json").exists():
