@@ -30,6 +30,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -83,6 +84,9 @@ p.add_argument("--data_dir", default=None, help="local copies of the datasets (e
                "else ~/.cache/lpo/data, downloading what is missing)")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--out_dir", default=None, help="default: out/<task>_<level>")
+p.add_argument("--samples_from", default=None, help="another run's directory: reuse its held-out and "
+               "first-round samples, which do not depend on the loss (the loss ablation: three heads "
+               "trained on the same pairs, see the README)")
 p.add_argument("--compile", action="store_true", help="generate with a compiled decode step (torch.compile; "
                "see the README's Speed section for when it pays off)")
 args = p.parse_args()
@@ -126,7 +130,7 @@ check_writable(out / "samples", "directory")
 # the run's directory holds one run: the same settings resume it, other settings are refused. Not
 # settings (they may change when a run resumes): where and how fast it runs, how many rounds, and
 # out_dir itself, so that a run is the same under any spelling of its path
-not_settings = ("rounds", "device", "dtype", "compare", "data_dir", "out_dir", "compile")
+not_settings = ("rounds", "device", "dtype", "compare", "data_dir", "out_dir", "compile", "samples_from")
 config = {k: v for k, v in vars(args).items() if k not in not_settings}
 if (out / "config.json").exists():
     old = json.loads((out / "config.json").read_text())
@@ -134,6 +138,21 @@ if (out / "config.json").exists():
     if changed:
         sys.exit(f"error: {out} holds a run with other settings {changed}; use another --out_dir "
                  "or the same settings to resume it")
+
+if args.samples_from:  # the samples collected with the initial head depend on these settings, not on the loss
+    source = Path(args.samples_from)
+    try:
+        theirs = json.loads((source / "config.json").read_text())
+    except (OSError, ValueError):
+        sys.exit(f"error: --samples_from {source}: no run there (config.json missing or unreadable)")
+    training = ("loss", "beta", "lr", "epochs", "train_batch_size")
+    differ = {k: (theirs.get(k), v) for k, v in config.items() if k not in training and theirs.get(k) != v}
+    if differ:
+        sys.exit(f"error: --samples_from {source} was collected with other settings {differ}")
+    reused = sorted((source / "samples").glob("test_batch*.pt")) + sorted((source / "samples").glob("round1_*.pt"))
+    for f in reused:
+        if not (out / "samples" / f.name).exists():
+            shutil.copy(f, out / "samples" / f.name)
 
 torch.manual_seed(args.seed)
 dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
