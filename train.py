@@ -149,10 +149,10 @@ if args.samples_from:  # the samples collected with the initial head depend on t
     differ = {k: (theirs.get(k), v) for k, v in config.items() if k not in training and theirs.get(k) != v}
     if differ:
         sys.exit(f"error: --samples_from {source} was collected with other settings {differ}")
-    reused = sorted((source / "samples").glob("test_batch*.pt")) + sorted((source / "samples").glob("round1_*.pt"))
-    for f in reused:
-        if not (out / "samples" / f.name).exists():
-            shutil.copy(f, out / "samples" / f.name)
+    for pattern in ("test_*.pt", "round1_*.pt"):
+        for f in sorted((source / "samples").glob(pattern)):
+            if not (out / "samples" / f.name).exists():
+                shutil.copy(f, out / "samples" / f.name)
 
 torch.manual_seed(args.seed)
 dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))

