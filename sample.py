@@ -7,7 +7,9 @@ Batched generation with a KV cache, at a fixed temperature or with the adaptive 
 
 As in gpt-fast: `prefill` runs the left-padded prompts through the model once, filling the cache;
 then `decode_step` feeds one new token per row, and the loop in `generate` picks that token.
-Temperature 0 is greedy. Each row stops at its end-of-turn token.
+Temperature 0 is greedy. Each row stops at its end-of-turn token. With compile=True the decode step
+is `Transformer.decode` through torch.compile (`compiled_decode_step`): shapes that never change,
+compiled once per batch size and cache length.
 
 Adaptive decoding (the paper's Fig. 1) is `choose_temperature`: the AdaptiveDecoder
 (adaptive_head.py) reads the LM's final hidden state h and gives P(tau | h); the temperature is its
