@@ -52,8 +52,9 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
     per_batch = max(1, batch_size // n_samples)
     temps = head.temperatures.tolist()
     results = {}  # method -> {"reward": per-prompt mean reward, "metrics": per-prompt dicts, "samples"}
-    prog = Progress("evaluation", len(methods(head, compare)) * len(examples) * n_samples, "responses")
-    for name, kw in methods(head, compare).items():
+    to_run = methods(head, compare)
+    prog = Progress("evaluation", len(to_run) * len(examples) * n_samples, "responses")
+    for name, kw in to_run.items():
         rewards, metrics, samples = [], [], []
         for b in range(0, len(examples), per_batch):
             exs = examples[b:b + per_batch]

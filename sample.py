@@ -236,16 +236,16 @@ def cut_at_stop(rows, choices, stop_ids):
     return tokens, chosen
 
 
-def check_settings(args, at_least={}, between={}):
+def check_settings(args, at_least=None, between=None):
     """Command-line numbers in their ranges, before anything is loaded or written, else one
     'error: ...' line that names the setting. at_least: {name: low or (low, why)};
     between: {name: (low, high)}. A setting left at None is not checked."""
-    for name, low in at_least.items():
+    for name, low in (at_least or {}).items():
         low, why = low if isinstance(low, tuple) else (low, "")
         value = getattr(args, name)
         if value is not None and not value >= low:  # "not >=": NaN is refused too
             sys.exit(f"error: --{name} {value}: must be at least {low}{why}")
-    for name, (low, high) in between.items():
+    for name, (low, high) in (between or {}).items():
         value = getattr(args, name)
         if value is not None and not low <= value <= high:
             sys.exit(f"error: --{name} {value}: must be between {low} and {high}")
