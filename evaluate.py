@@ -17,6 +17,7 @@ of tasks, AD's win rates on all prompts pooled and an oracle's (pooled_win_rates
 import argparse
 import html
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,57 +25,84 @@ from pathlib import Path
 import torch
 
 import tasks
+from adaptive_head import DEFAULT_TEMPERATURES
 from sample import Progress, check_settings, check_writable, generate, html_page, temperature_html
-from tasks.stats import win_rate
+from tasks.stats import bootstrap_ci, win_rate
 
 
-def methods(head, compare=True):
-    """AD with greedy temperature selection, and with compare every fixed temperature of its set and
-    the two adaptive baselines: {name: generate()'s keyword arguments}."""
-    m = {"AD": dict(head=head, selection="greedy")}
-    if not compare:
+def methods(head, compare="all", temperatures=None):
+    """What evaluation runs, {name: generate()'s keyword arguments}: AD with greedy temperature
+    selection (when there is a head); with compare "fixed" or "all", every fixed temperature of its
+    set (or of temperatures); with "all", also the two adaptive baselines, min-p and EDT."""
+    m = {"AD": dict(head=head, selection="greedy")} if head is not None else {}
+    if compare == "none":
         return m
-    for t in head.temperatures.tolist():
+    for t in (head.temperatures.tolist() if temperatures is None else temperatures):
         m[f"tau={t:g}"] = dict(temperature=t)
-    m["min-p 0.1"] = dict(temperature=1.0, min_p=0.1)
-    m["EDT"] = dict(edt=(1.0, 0.8, 1.0))
+    if compare == "all":
+        m["min-p 0.1"] = dict(temperature=1.0, min_p=0.1)
+        m["EDT"] = dict(edt=(1.0, 0.8, 1.0))
     return m
 
 
+def samples_per_prompt(examples, n_samples=None):
+    """Responses per prompt, a list: n_samples for every task (an int), per task ({task: n}), or
+    each task's EVAL_SAMPLES (None)."""
+    def n(task):
+        if isinstance(n_samples, dict) and task in n_samples:
+            return n_samples[task]
+        return n_samples if isinstance(n_samples, int) else tasks.get_task(task).EVAL_SAMPLES
+    return [n(ex["task"]) for ex in examples]
+
+
+def run_method(model, tok, kw, examples, counts, max_new_tokens, batch_size, seed, judge, compile, progress):
+    """One method on the examples, counts[i] responses to example i, in batches of prompts that
+    want the same count. The N responses to a prompt are scored together by the task's reward
+    (tasks.rewards: novelty is relative to the others), the reward the head was trained on.
+    Returns per prompt: the mean reward, the task's metrics, and all the samples."""
+    rewards, metrics, samples = [], [], []
+    temps = kw["head"].temperatures.tolist() if kw.get("head") is not None else None
+    b = 0
+    while b < len(examples):
+        n = counts[b]
+        e = b + 1
+        while e < len(examples) and e - b < max(1, batch_size // n) and counts[e] == n:
+            e += 1
+        exs = examples[b:e]
+        prompts = [tasks.prompt_ids(tok, ex) for ex in exs for _ in range(n)]  # row i * n + j: example i
+        g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b, compile=compile,
+                     **kw)
+        responses = [tok.decode(t) for t in g.tokens]
+        rs = tasks.rewards(exs, responses, judge)
+        for i, ex in enumerate(exs):
+            rows = range(i * n, (i + 1) * n)
+            rewards.append(sum(rs[j] for j in rows) / n)
+            task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the judge alone
+            metrics.append(task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows], judge))
+            samples += [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
+                         "choices": g.choices[j] if g.choices else None,
+                         "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None}
+                        for j in rows]
+        progress(len(samples))
+        b = e
+    return {"reward": rewards, "metrics": metrics, "samples": samples}
+
+
 def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batch_size=48, seed=0,
-             out_dir=None, compare=True, judge=None, settings=None, compile=False):
-    """AD (greedy temperature selection) and, with compare, every baseline on the examples, with
-    n_samples responses per prompt and method (default: the tasks' EVAL_SAMPLES), scored by the
-    tasks' rewards (judge: for the judged tasks, see tasks/judge.py). settings: what to say of the
-    run in the report (a dict; "started", a time.time(), gives the time the run took)."""
-    if n_samples is None:
-        n_samples = max(tasks.get_task(ex["task"]).EVAL_SAMPLES for ex in examples)
-    per_batch = max(1, batch_size // n_samples)
+             out_dir=None, compare="all", judge=None, settings=None, compile=False):
+    """AD (greedy temperature selection) and the methods compare asks for (see methods) on the
+    examples, with n_samples responses per prompt and method (see samples_per_prompt), scored by
+    the tasks' rewards (judge: for the judged tasks, see tasks/judge.py). settings: what to say of
+    the run in the report (a dict; "started", a time.time(), gives the time the run took)."""
+    n_per_prompt = samples_per_prompt(examples, n_samples)
     temps = head.temperatures.tolist()
     results = {}  # method -> {"reward": per-prompt mean reward, "metrics": per-prompt dicts, "samples"}
     to_run = methods(head, compare)
-    prog = Progress("evaluation", len(to_run) * len(examples) * n_samples, "responses")
+    prog = Progress("evaluation", len(to_run) * sum(n_per_prompt), "responses")
     for name, kw in to_run.items():
-        rewards, metrics, samples = [], [], []
-        for b in range(0, len(examples), per_batch):
-            exs = examples[b:b + per_batch]
-            prompts = [tasks.prompt_ids(tok, ex) for ex in exs for _ in range(n_samples)]
-            g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b,
-                         compile=compile, **kw)
-            responses = [tok.decode(t) for t in g.tokens]
-            rs = tasks.rewards(exs, responses, judge)
-            for i, ex in enumerate(exs):
-                rows = range(i * n_samples, (i + 1) * n_samples)
-                rewards.append(sum(rs[j] for j in rows) / n_samples)
-                task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the constraint alone
-                metrics.append(task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows],
-                                                  judge))
-                samples += [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
-                             "choices": g.choices[j] if g.choices else None,
-                             "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None}
-                            for j in rows]
-            prog.update(len(results) * len(examples) * n_samples + len(samples), f"({name})")
-        results[name] = {"reward": rewards, "metrics": metrics, "samples": samples}
+        done = len(results) * sum(n_per_prompt)
+        results[name] = run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge,
+                                   compile, lambda k: prog.update(done + k, f"({name})"))
 
     report = {"level": head.level, "temperatures": temps, "subtasks": {}}
     if settings:
@@ -100,12 +128,13 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
                     rows[name][key + " AD win rate"] = win_rate(ad_m, [sign * x for x in m])
         ids = {examples[i]["id"] for i in idx}
         ad_samples = [s for s in results["AD"]["samples"] if s["id"] in ids]
-        counts = [0] * len(temps)
+        counts = [0] * len(temps)  # AD's temperature choices
         for s in ad_samples:
             for k in (s["choices"] if head.level == "token" else s["choices"][:1]):
                 counts[k] += 1
         mean_temperature = sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)
-        report["subtasks"][sub] = {"prompts": len(idx), "methods": rows, "ad_temperature_counts": counts,
+        report["subtasks"][sub] = {"prompts": len(idx), "samples": n_per_prompt[idx[0]], "reward": task.REWARD,
+                                   "methods": rows, "ad_temperature_counts": counts,
                                    "ad_mean_temperature": mean_temperature}
         if task.LABEL:  # e.g. arithmetic: a stand-in for GSM8K, said wherever it is reported
             report["subtasks"][sub]["label"] = task.LABEL
@@ -138,16 +167,18 @@ def pooled_win_rates(rewards, subtask_of, fixed):
                               / subtask_of.count(sub))
     best = {sub: max(fixed, key=lambda name: mean(name, sub)) for sub in subs}
     oracle = [rewards[best[s]][i] for i, s in enumerate(subtask_of)]
+    win = lambda r: ({"ad_win_rate": win_rate(rewards["AD"], r)} if "AD" in rewards else {})  # none: a sweep
     return {"prompts": len(subtask_of), "oracle": best,
-            "methods": {name: {"ad_win_rate": win_rate(rewards["AD"], r),
-                               "oracle_win_rate": win_rate(oracle, r)}
+            "methods": {name: {**win(r), "oracle_win_rate": win_rate(oracle, r)}
                         for name, r in rewards.items() if name != "AD"}}
 
 
 def pooled_table(pooled):
     ci = lambda w: "{:.1%} [{:.1%}, {:.1%}]".format(*w)
-    rows = [["method", "AD win rate [95% CI]", "oracle win rate [95% CI]"]]
-    rows += [[name, ci(m["ad_win_rate"]), ci(m["oracle_win_rate"])] for name, m in pooled["methods"].items()]
+    has_ad = any("ad_win_rate" in m for m in pooled["methods"].values())
+    rows = [["method"] + ["AD win rate [95% CI]"] * has_ad + ["oracle win rate [95% CI]"]]
+    rows += [[name] + ([ci(m["ad_win_rate"])] if has_ad else []) + [ci(m["oracle_win_rate"])]
+             for name, m in pooled["methods"].items()]
     return rows
 
 
@@ -161,8 +192,9 @@ def heading(report, sub):
     r = report["subtasks"][sub]
     hist = ", ".join(f"{t:g}: {c}" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
     label = f": {r['label']}" if r.get("label") else ""
-    return (f"{sub}{label} ({r['prompts']} prompts; AD_{report['level'][:3]} mean temperature "
-            f"{r['ad_mean_temperature']:.2f}; choices {hist})")
+    return (f"{sub}{label} ({r['prompts']} prompts x {r['samples']} responses; mean reward and win rates on "
+            f"{r['reward']}; AD_{report['level'][:3]} mean temperature {r['ad_mean_temperature']:.2f}; "
+            f"choices {hist})")
 
 
 def table(r):
@@ -237,25 +269,87 @@ def report_html(report, tok, head, examples, ad_samples):
     return html_page(parts, "AD evaluation")
 
 
+def sweep(model, tok, examples, temperatures, n_samples=None, max_new_tokens=64, batch_size=48, seed=0,
+          judge=None, out_dir=None):
+    """Every fixed temperature on the examples (training prompts: this is how a mixture is chosen,
+    never on the held-out ones): per subtask, the mean reward with a 95% bootstrap interval (over
+    prompts) and the task's metrics; then the headroom, the oracle (the best temperature of each
+    subtask) against every single temperature on all prompts pooled. Printed and in sweep.json."""
+    n_per_prompt = samples_per_prompt(examples, n_samples)
+    to_run = methods(None, "fixed", temperatures)
+    prog = Progress("sweep", len(to_run) * sum(n_per_prompt), "responses")
+    results = {}
+    for name, kw in to_run.items():
+        done = len(results) * sum(n_per_prompt)
+        results[name] = run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed,
+                                   judge, False, lambda k: prog.update(done + k, f"({name})"))
+    subtask_of = [tasks.subtask(ex) for ex in examples]
+    out = {"temperatures": list(temperatures), "subtasks": {}}
+    for sub in sorted(set(subtask_of)):
+        idx = [i for i, s in enumerate(subtask_of) if s == sub]
+        rows = {}
+        for name, res in results.items():
+            rows[name] = {"mean_reward": bootstrap_ci([res["reward"][i] for i in idx])}
+            for key in res["metrics"][idx[0]]:
+                rows[name][key] = sum(res["metrics"][i][key] for i in idx) / len(idx)
+        out["subtasks"][sub] = {"prompts": len(idx), "samples": n_per_prompt[idx[0]],
+                                "reward": tasks.get_task(examples[idx[0]]["task"]).REWARD, "methods": rows}
+        print(f"\n### {sub} ({len(idx)} prompts x {n_per_prompt[idx[0]]} responses; "
+              f"{out['subtasks'][sub]['reward']})\n")
+        extra = [k for k in rows[next(iter(rows))] if k != "mean_reward"]
+        print_markdown([["temperature", "mean reward [95% CI]"] + extra]
+                       + [[name, "{:.3f} [{:.3f}, {:.3f}]".format(*m["mean_reward"])]
+                          + [f"{m[k]:.3f}" for k in extra] for name, m in rows.items()])
+    if len(out["subtasks"]) > 1:
+        out["pooled"] = pooled_win_rates({name: res["reward"] for name, res in results.items()}, subtask_of,
+                                         list(results))
+        print(f"\n### {pooled_heading(out['pooled'])}\n")
+        print_markdown(pooled_table(out["pooled"]))
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "sweep.json").write_text(json.dumps(out, indent=1))
+        print(f"wrote {Path(out_dir) / 'sweep.json'}")
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--head", required=True)
+    p.add_argument("--head", default=None, help="the trained head (a head.pt); not with --sweep")
     p.add_argument("--model", default="smollm2")
     p.add_argument("--task", default="synthetic")
-    p.add_argument("--test_prompts", type=int, default=48)
+    p.add_argument("--test_prompts", type=int, default=48, help="held-out prompts (per task of a mix)")
+    p.add_argument("--compare", default="all", choices=["none", "fixed", "all"],
+                   help="besides AD: nothing, every fixed temperature of the head's set, or those and "
+                   "min-p and EDT")
+    p.add_argument("--sweep", action="store_true", help="no head: every fixed temperature of --temperatures "
+                   "on --train_prompts TRAINING prompts per task (how a mixture is chosen)")
+    p.add_argument("--temperatures", default=",".join(str(t) for t in DEFAULT_TEMPERATURES),
+                   help="the sweep's temperatures")
+    p.add_argument("--train_prompts", type=int, default=48, help="the sweep's prompts per task")
     p.add_argument("--n_samples", type=int, default=None, help="responses per prompt and method "
-                   "(default: the task's EVAL_SAMPLES, e.g. 8 for gsm8k_vote, else 1)")
+                   "(default: the task's EVAL_SAMPLES, e.g. 4 for stories, 8 for gsm8k_vote)")
     p.add_argument("--max_new_tokens", type=int, default=64)
     p.add_argument("--batch_size", type=int, default=48)
     p.add_argument("--judge", default="offline",
                    help="'offline' (the LM rates responses) or a reward model (directory or hub id)")
+    p.add_argument("--data_dir", default=None, help="local copies of the datasets (else $LPO_DATA_DIR, "
+                   "else ~/.cache/lpo/data, downloading what is missing)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out_dir", default=None, help="default: the head's directory")
+    p.add_argument("--out_dir", default=None, help="default: the head's directory (a sweep: out/sweep_<task>)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true", help="generate with a compiled decode step")
     args = p.parse_args()
-    check_settings(args, at_least={"test_prompts": 1, "n_samples": 1, "max_new_tokens": 1, "batch_size": 1})
-    out_dir = args.out_dir or Path(args.head).parent
+    check_settings(args, at_least={"test_prompts": 1, "train_prompts": 1, "n_samples": 1, "max_new_tokens": 1,
+                                   "batch_size": 1})
+    if (args.head is None) != args.sweep:
+        sys.exit("error: give --head (evaluate a trained head) or --sweep (fixed temperatures alone), one of them")
+    try:
+        temperatures = [float(t) for t in args.temperatures.split(",")]
+    except ValueError:
+        sys.exit(f"error: --temperatures {args.temperatures!r}: must be numbers separated by commas")
+    if args.data_dir:
+        os.environ["LPO_DATA_DIR"] = args.data_dir
+    out_dir = args.out_dir or (f"out/sweep_{args.task}" if args.sweep else Path(args.head).parent)
     check_writable(out_dir, "directory")
 
     from adaptive_head import AdaptiveDecoder
@@ -263,18 +357,25 @@ def main():
     from model import Transformer
     from tokenizer import Tokenizer
     try:
-        examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
-        head = AdaptiveDecoder.load(args.head, map_location=args.device)
+        if args.sweep:
+            examples = tasks.prompts(args.task, "train", n=args.train_prompts, seed=args.seed)
+        else:
+            examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
+            head = AdaptiveDecoder.load(args.head, map_location=args.device)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
     tok = Tokenizer.from_pretrained(args.model)
+    if args.sweep:
+        sweep(model, tok, examples, temperatures, args.n_samples, args.max_new_tokens, args.batch_size,
+              args.seed, judge.load(args.judge, model, tok), out_dir)
+        return
     if head.d_model != model.config.d_model:
         sys.exit(f"error: head {args.head} reads hidden states of size {head.d_model}, {args.model}'s are "
                  f"{model.config.d_model}; use a head trained on this model")
     evaluate(model, tok, head, examples, args.n_samples, args.max_new_tokens, args.batch_size, args.seed,
-             out_dir, judge=judge.load(args.judge, model, tok), compile=args.compile)
+             out_dir, compare=args.compare, judge=judge.load(args.judge, model, tok), compile=args.compile)
 
 
 if __name__ == "__main__":

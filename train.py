@@ -43,7 +43,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
-from evaluate import evaluate
+from evaluate import evaluate, methods, samples_per_prompt
 from lpo import (choice_logps, lpo_loss, lpo_marginal_loss, mixture_sequence_logps, mixture_token_logps,
                  nll_loss, preference_pairs)
 from model import Transformer
@@ -61,7 +61,8 @@ p.add_argument("--temperatures", default=",".join(str(t) for t in DEFAULT_TEMPER
 p.add_argument("--n_samples", type=int, default=4, help="N responses per prompt")
 p.add_argument("--prompts_per_round", type=int, default=64,
                help="training prompts a round (a mix's tasks share them as tasks.MIXES says)")
-p.add_argument("--test_prompts", type=int, default=16, help="held-out prompts (per task of a mix)")
+p.add_argument("--test_prompts", type=int, default=28, help="held-out prompts (per task of a mix; the "
+               "default: as many as the default run's 15 minutes on a 2-core CPU allow)")
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--max_new_tokens", type=int, default=80)
 p.add_argument("--explore", type=float, default=0.5, help="while collecting, this fraction of the "
@@ -78,8 +79,9 @@ p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16
                help="the LM's (default: bf16 on CUDA)")
 p.add_argument("--judge", default="offline", help="for judged tasks: 'offline' (the LM itself rates "
                "responses, see tasks/judge.py) or a reward model (directory or hub id)")
-p.add_argument("--compare", type=int, default=1, help="1: evaluate against every fixed temperature, "
-               "min-p and EDT at the end; 0: the head alone")
+p.add_argument("--compare", default="fixed", choices=["none", "fixed", "all"], help="what the evaluation at "
+               "the end runs besides AD: nothing, every fixed temperature of the set (what the paper's claim "
+               "needs), or those and min-p and EDT (the full sweep)")
 p.add_argument("--data_dir", default=None, help="local copies of the datasets (else $LPO_DATA_DIR, "
                "else ~/.cache/lpo/data, downloading what is missing)")
 p.add_argument("--seed", type=int, default=0)
@@ -315,16 +317,19 @@ def batches_saved(name):
     return len(list((out / "samples").glob(f"{name}_batch*.pt")))
 
 
-n_eval = max(tasks.get_task(ex["task"]).EVAL_SAMPLES for ex in test_examples)
-n_methods = 1 + (len(temperatures) + 2 if args.compare else 0)
+# evaluation: a task whose reward is relative (novelty) is scored on as many responses per prompt as
+# training drew, the reward the head was trained on; the others draw their EVAL_SAMPLES
+eval_samples = {name: args.n_samples for name in tasks.mix(args.task) if tasks.get_task(name).RELATIVE}
+n_eval = sum(samples_per_prompt(test_examples, eval_samples))
+n_methods = len(methods(None, args.compare, temperatures)) + 1
 n_round = len(round_prompts(random.Random(args.seed)))
 per_batch = max(1, args.batch_size // args.n_samples)
 print(f"plan: 1) held-out pairs: {len(test_examples)} prompts x {args.n_samples} samples; 2) {args.rounds} "
       f"rounds: {n_round} prompts x {args.n_samples} samples, then {args.epochs} epochs on all pairs so far; "
-      f"3) evaluation: {n_methods} methods x {len(test_examples)} prompts x {n_eval} samples")
+      f"3) evaluation: {n_methods} methods x {n_eval} responses to {len(test_examples)} prompts")
 if args.model == "smollm2" and args.device == "cpu":  # rates measured with the default run on 2 cores
     collected = (len(test_examples) + args.rounds * n_round) * args.n_samples
-    seconds = (0.25 * collected + 0.5 * n_methods * len(test_examples) * n_eval) * args.max_new_tokens / 80
+    seconds = (0.25 * collected + 0.38 * n_methods * n_eval) * args.max_new_tokens / 80
     print(f"about {seconds / 60:.0f} minutes on an idle 2-core CPU (the README's runs); the progress lines "
           "below say how fast it goes here")
 
@@ -430,5 +435,5 @@ save_head(head, out / "head.pt")  # the last round's head, also when a kill came
 print(f"\nevaluation on {len(test_examples)} held-out prompts:")
 settings = dict(config, model=str(args.model), device=args.device, dtype=str(dtype).removeprefix("torch."),
                 rounds=args.rounds, started=started)
-evaluate(model, tok, head, test_examples, None, args.max_new_tokens, args.batch_size, args.seed, out,
-         compare=bool(args.compare), judge=judge, settings=settings, compile=args.compile)
+evaluate(model, tok, head, test_examples, eval_samples, args.max_new_tokens, args.batch_size, args.seed, out,
+         compare=args.compare, judge=judge, settings=settings, compile=args.compile)

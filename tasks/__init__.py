@@ -37,15 +37,21 @@ Optional (default):
                               the prompt the task makes of a question or title, as its prompts()
                               do: what `sample.py --task NAME` applies (the text as it is)
     LOWER_IS_BETTER           names of group_metrics where less is better, for win rates (())
-    EVAL_SAMPLES              responses per prompt and method in evaluation (1)
+    REWARD                    what the reward is, in words, said wherever win rates are reported
+                              ("the task's reward")
+    RELATIVE                  True: a response's reward depends on the other responses to its prompt
+                              (novelty): evaluation draws as many per prompt as training did and
+                              scores them together, the reward that was trained (False)
+    EVAL_SAMPLES              responses per prompt and method in evaluation (1); for a RELATIVE
+                              task, what evaluate.py draws unless told (train.py: its --n_samples)
     LABEL                     a line that says what the task stands in for, printed wherever its
                               results are ("": none)
 Data files are found (or downloaded) by tasks.data.data_path; set LPO_DATA_DIR to a local copy.
 """
 import math
 
-from tasks import (arithmetic, arithmetic_vote, constrained_stories, gsm8k, gsm8k_vote, instructions,
-                   repetition, stories, synthetic)
+from tasks import (arithmetic, arithmetic_vote, constrained_stories, easy_arithmetic, gsm8k, gsm8k_vote,
+                   instructions, repetition, stories, synthetic)
 
 
 def _with_defaults(task):
@@ -54,7 +60,8 @@ def _with_defaults(task):
         "group_metrics": lambda example, responses, rewards, judge: {},
         "temperature_metrics": lambda examples, samples, tok, level: {},
         "format_prompt": lambda text: text,
-        "LOWER_IS_BETTER": (), "EVAL_SAMPLES": 1, "LABEL": "",
+        "LOWER_IS_BETTER": (), "REWARD": "the task's reward", "RELATIVE": False, "EVAL_SAMPLES": 1,
+        "LABEL": "",
     }
     for name, value in defaults.items():
         if not hasattr(task, name):
@@ -62,14 +69,14 @@ def _with_defaults(task):
     return task
 
 
-TASKS = {m.NAME: m for m in (synthetic, arithmetic, gsm8k, gsm8k_vote, arithmetic_vote, stories, instructions,
-                             repetition, constrained_stories)}
+TASKS = {m.NAME: m for m in (synthetic, arithmetic, easy_arithmetic, gsm8k, gsm8k_vote, arithmetic_vote, stories,
+                             instructions, repetition, constrained_stories)}
 # mixes of tasks trained together: task -> its share of a round's training prompts
 MIXES = {"ultramathstories": {"instructions": 1, "gsm8k": 1, "stories": 1},  # the paper's experiment 2
-         # the same with arithmetic word problems in place of GSM8K, for models too small for GSM8K.
-         # Arithmetic gets half the prompts: a prompt gives a pair only when its N answers hold a right
-         # and a wrong one (a minority of prompts on SmolLM2-135M), and its answers are short and judge-free
-         "ultramathstories_arithmetic": {"instructions": 1, "arithmetic": 2, "stories": 1}}
+         # the same for models too small for GSM8K: the math is one-step arithmetic the model solves
+         # often greedily and rarely at high temperature, chosen by a temperature sweep on training
+         # prompts (the README), so that the subtasks want clearly different temperatures
+         "ultramathstories_arithmetic": {"instructions": 1, "easy_arithmetic": 1, "stories": 1}}
 
 
 def get_task(name):

@@ -17,6 +17,7 @@ from tasks.data import is_test
 NAME = "arithmetic"
 LABEL = "synthetic arithmetic (stand-in for GSM8K on models too small for it)"
 CHAT = True
+REWARD = "accuracy (the last number of the answer is right)"
 PROMPT = "{question}\nAnswer with the final number only."
 
 
@@ -62,10 +63,12 @@ TEMPLATES = [
      lambda a, b, c: a * b - c),
 ]
 
-def make(rng):
-    """One random problem: dict(question, gold, template, numbers)."""
-    key, text, answer = rng.choice(TEMPLATES)
-    a, b, c = rng.randint(2, 20), rng.randint(2, 20), rng.randint(2, 20)
+def make(rng, templates=TEMPLATES, one_digit=False):
+    """One random problem of the templates: dict(question, gold, template, numbers); one_digit: every
+    number from 2 to 9."""
+    key, text, answer = rng.choice(templates)
+    top = 9 if one_digit else 20
+    a, b, c = rng.randint(2, top), rng.randint(2, top), rng.randint(2, top)
     if key in ("sub", "compare") and a <= b:
         a, b = b + 1, a  # keep the answer positive
     if key in ("mul", "div", "price", "mul_add", "change", "mul_sub"):
@@ -81,19 +84,20 @@ def make(rng):
     q = text.format(x=x, y=y, a=a, b=b, c=c, ab=a * b, items=rng.choice(ITEMS), thing=thing, things=things)
     return dict(question=q, gold=str(answer(a, b, c)), template=key, numbers=(a, b, c))
 
-def prompts(split="train", n=None, seed=0):
-    """n distinct problems of the split (DEFAULT_N[split] if n is None), deterministic given seed."""
+def prompts(split="train", n=None, seed=0, templates=TEMPLATES, one_digit=False, name=NAME):
+    """n distinct problems of the split (DEFAULT_N[split] if n is None), deterministic given seed;
+    templates and one_digit: see make (tasks/easy_arithmetic.py); name: the task's."""
     assert split in ("train", "test"), split
     n = DEFAULT_N[split] if n is None else n
     rng, seen, out = random.Random(f"{seed}-{split}"), set(), []
     for _ in range(100 * n):  # the problem space is large; this bound is never reached in practice
         if len(out) == n:
             break
-        p = make(rng)
+        p = make(rng, templates, one_digit)
         if p["question"] in seen or is_test(p["question"]) != (split == "test"):
             continue
         seen.add(p["question"])
-        out.append(dict(p, id=f"{NAME}/{split}/{seed}/{len(out)}", task=NAME,
+        out.append(dict(p, id=f"{name}/{split}/{seed}/{len(out)}", task=name,
                         prompt=format_prompt(p["question"])))
     return out
 

@@ -11,6 +11,7 @@ import re
 
 from tasks import stories
 from tasks.judge import score_batch
+from tasks.stats import bootstrap_ci
 
 NAME = "constrained_stories"
 CHAT = True
@@ -19,6 +20,7 @@ PREFIX = "Ab"
 # judge's scores of one title's stories differ by ~1 point whatever they are, noise that at full
 # weight would decide most pairs (a story that obeys one more of 4 sentences gains 0.25)
 QUALITY_WEIGHT = 0.25
+REWARD = f"the share of sentences that obey the rule + {QUALITY_WEIGHT} x the judge's score"
 PROMPT = ("Write a creative and coherent story with the following title. "
           "You must begin each sentence with a word that starts with '{prefix}'.\n\nTitle: {title}")
 
@@ -150,17 +152,28 @@ def group_metrics(example, responses, rewards, judge=None):
 
 def temperature_metrics(examples, samples, tok, level):
     """The paper's Fig. 5: AD_tok's mean temperature on the first token of each sentence (where the
-    constraint is decided) and on the other tokens, over all of AD's samples."""
+    constraint is decided) and on the other tokens, over all of AD's samples; and the difference
+    within a response (sentence starts minus the rest) averaged over the responses that have both,
+    with a 95% bootstrap interval over those responses."""
     if level != "token":
         return {}
-    first, other = [], []
+    first, other, diffs = [], [], []
     for s in samples:
         text = tok.decode(s["tokens"])
         starts = set(sentence_start_char_offsets(text))
-        begin = 0
+        begin, mine = 0, ([], [])
         for i, tau in enumerate(s["temperatures"][:len(s["tokens"])]):
             end = len(tok.decode(s["tokens"][:i + 1]))  # token i wrote the characters begin..end
-            (first if any(begin <= o < end for o in starts) else other).append(tau)
+            mine[0 if any(begin <= o < end for o in starts) else 1].append(tau)
             begin = end
-    return {"mean temperature on the first token of a sentence": sum(first) / max(len(first), 1),
-            "mean temperature on the other tokens": sum(other) / max(len(other), 1)}
+        first += mine[0]
+        other += mine[1]
+        if mine[0] and mine[1]:
+            diffs.append(sum(mine[0]) / len(mine[0]) - sum(mine[1]) / len(mine[1]))
+    m = {"mean temperature on the first token of a sentence": sum(first) / max(len(first), 1),
+         "mean temperature on the other tokens": sum(other) / max(len(other), 1)}
+    if diffs:
+        mean, lo, hi = bootstrap_ci(diffs)
+        m.update({f"sentence starts minus other tokens ({len(diffs)} responses)": mean,
+                  "its 95% interval, low": lo, "its 95% interval, high": hi})
+    return m

@@ -12,6 +12,7 @@ from tasks.data import data_path, read_jsonl, subsample
 
 NAME = "gsm8k"
 CHAT = True  # the prompt is a user message (apply the chat template)
+REWARD = "accuracy (the final answer is right)"
 PROMPT = ('Solve the following math problem. Reason step by step, and end your response with '
           '"The answer is N", where N is the final number.\n\n{question}')
 

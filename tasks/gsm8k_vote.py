@@ -8,6 +8,7 @@ NAME = "gsm8k_vote"
 CHAT = True
 K = 8  # chains per problem
 EVAL_SAMPLES = K  # evaluation samples K chains per prompt and method
+REWARD = gsm8k.REWARD + ", per chain"
 
 def prompts(split="train", n=None, seed=0):
     return [dict(ex, task=NAME) for ex in gsm8k.prompts(split, n, seed)]

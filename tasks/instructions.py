@@ -13,6 +13,7 @@ from tasks.data import data_path, find_local, is_test, read_jsonl, subsample
 
 NAME = "instructions"
 CHAT = True
+REWARD = "the judge's score"
 
 def source_path(source=None):
     """(source name, path) of the instruction file: ultrafeedback if a local copy exists, else alpaca_eval."""

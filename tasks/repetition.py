@@ -14,6 +14,7 @@ CHAT = False          # the prompt is raw text to continue, not a user message
 N_WORDS = 48          # passage length in words
 FILES = {"train": "wikitext-2/valid.txt", "test": "wikitext-2/test.txt"}
 LOWER_IS_BETTER = {"repeated 3-grams %"}  # metrics where AD wins a prompt by having less
+REWARD = "minus the fraction of repeated word 3-grams"
 
 def clean(line):
     """Undo WikiText's tokenization: ' @-@ ' -> '-', ' @,@ ' -> ',', ' @.@ ' -> '.', and glue punctuation."""
@@ -71,3 +72,12 @@ def reward(example, response, n=3):
 def group_metrics(example, responses, rewards, judge=None):
     """Evaluation: % of repeated 3-grams, the paper's metric (lower is better; reward = -fraction)."""
     return {"repeated 3-grams %": -100 * sum(rewards) / len(rewards)}
+
+
+def temperature_metrics(examples, samples, tok, level):
+    """How often AD picks a temperature above 0, in the unit it picks in: per token for AD_tok (the
+    paper: a non-greedy temperature for 94% of its AD_tok's choices), per response for AD_seq."""
+    taus = [t for s in samples for t in (s["temperatures"][:len(s["tokens"])] if level == "token"
+                                         else s["temperatures"][:1])]
+    per = "token" if level == "token" else "response"
+    return {f"non-greedy choices % (per {per})": 100 * sum(t > 0 for t in taus) / max(len(taus), 1)}

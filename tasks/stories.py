@@ -4,16 +4,19 @@ are this project's own; a hash of each title puts ~20% of them in the test split
 
 Reward of the N stories written for one title (group_reward):
     judge score (a reward model plugged in through tasks.judge)
-    + NOVELTY_WEIGHT * novelty, novelty = 1 - the largest share of the story's word 3-grams
-      found in any other story for the same title (0: a copy of another story, 1: nothing shared).
+    + NOVELTY_WEIGHT * novelty, novelty = 1 - the largest share of the story's distinct words
+      that another story for the same title also uses (0: another story has all its words).
 Why the novelty term: the paper's AD learns high temperatures for stories, so its reward model
 (ArmoRM-8B) must prefer what higher temperatures bring there, presumably variety and originality.
 The offline judge (SmolLM2-135M rating stories 1-9) does not: its mean scores hardly change with
-the temperature (the README gives them), and an AD_seq trained on it alone picked low temperatures
-for most titles. Novelty says what a
-creative-writing reward should also say: N samples that tell the same story are worse than N
-different ones. It needs other stories to compare with: a single story (evaluation, one per
-method) gets the judge score alone. Set NOVELTY_WEIGHT = 0 for the judge alone (the paper's reward).
+the temperature (the README's sweep gives them). Novelty says what a creative-writing reward should
+also say: N samples that tell the same story are worse than N different ones. It is graded: shared
+words (not word 3-grams, which no two stories share from temperature 0.4 up) keep falling as the
+temperature rises, so the reward keeps rising with diversity. The weight, 4 judge points, was
+chosen with the sweep on training titles: the least that makes temperature 1.0 the best fixed
+temperature for stories. Novelty needs other stories to compare with: evaluation draws as many
+per title as training did (RELATIVE) and scores them together. Set NOVELTY_WEIGHT = 0 for the
+judge alone (the paper's reward).
 """
 import re
 
@@ -22,6 +25,8 @@ from tasks.data import is_test, subsample
 
 NAME = "stories"
 CHAT = True
+RELATIVE = True   # novelty: a story is scored against the other stories for its title
+EVAL_SAMPLES = 4  # stories per title in evaluate.py (train.py: its --n_samples)
 PROMPT = "Write a short story with the title: {title}"
 
 TITLES = """
@@ -254,17 +259,19 @@ def format_prompt(title):
     return PROMPT.format(title=title)
 
 
-NOVELTY_WEIGHT = 2.0  # in judge points: on the offline judge's 1-9 scale a word-for-word copy loses 2
+NOVELTY_WEIGHT = 4.0  # in judge points, on the offline judge's 1-9 scale
+REWARD = f"the judge's score + {NOVELTY_WEIGHT:g} x novelty (distinct words no other story for the title uses)"
 
 
-def word_ngrams(text, n=3):
+def word_ngrams(text, n=1):
     words = re.findall(r"\w+", text.lower())
     return set(zip(*(words[i:] for i in range(n))))
 
 
-def novelty(responses, n=3):
-    """For each response: 1 - max over the other responses of the share of its word n-grams that
-    the other one also has. 1.0 when there is no other response or the response has no n-gram."""
+def novelty(responses, n=1):
+    """For each response: 1 - max over the other responses of the share of its distinct words (or
+    word n-grams) that the other one also has. 1.0 when there is no other response or the response
+    has no word."""
     grams = [word_ngrams(r, n) for r in responses]
     return [1.0 - max((len(g & h) / len(g) for j, h in enumerate(grams) if j != i and g), default=0.0)
             for i, g in enumerate(grams)]

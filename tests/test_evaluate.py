@@ -90,7 +90,13 @@ def test_sentence_start_temperatures():
     taus = [1.0 if i in (0, 11) else 0.2 for i in range(len(ids))]  # 'A' of Abby, 'A' of "Absolutely
     m = constrained_stories.temperature_metrics([], [{"tokens": ids, "temperatures": taus + [0.6]}], tok,
                                                 "token")
-    assert list(m.values()) == [1.0, pytest.approx(0.2)]   # the stop token's step (0.6) is not a token
+    assert list(m.values())[:2] == [1.0, pytest.approx(0.2)]   # the stop token's step (0.6) is not a token
+    assert list(m.values())[2:] == [pytest.approx(0.8)] * 3      # one response: a difference of 0.8
+    two = [{"tokens": ids, "temperatures": taus}, {"tokens": ids, "temperatures": [0.2 if t == 1.0 else 0.6
+                                                                                   for t in taus]}]
+    m = constrained_stories.temperature_metrics([], two, tok, "token")
+    assert list(m)[2] == "sentence starts minus other tokens (2 responses)"
+    assert list(m.values())[2:] == [pytest.approx(0.2), pytest.approx(-0.4), pytest.approx(0.8)]
     # one temperature a response
     assert constrained_stories.temperature_metrics([], [], tok, "sequence") == {}
 
@@ -137,3 +143,49 @@ def test_pooled_win_rates_by_hand():
     assert pooled["methods"]["tau=1"]["oracle_win_rate"] == bootstrap_ci(oracle_vs_1)
     rate, lo, hi = pooled["methods"]["tau=0"]["ad_win_rate"]
     assert rate == 0.625 and lo < rate < hi
+
+
+def test_relative_reward_is_scored_on_the_group(tmp_path, monkeypatch):
+    # a reward relative to the other responses (stories' novelty): evaluation draws N responses per
+    # prompt and scores them together, the reward training used. Scored one by one, every response
+    # would be "distinct" and the mean reward 1 for every method, greedy included.
+    import types
+    import tasks
+    calls = []
+
+    def group_reward(example, responses, judge):  # 1 for a response no other response equals
+        calls.append(len(responses))
+        return [float(responses.count(r) == 1) for r in responses]
+    task = types.SimpleNamespace(NAME="distinct", CHAT=False, RELATIVE=True, EVAL_SAMPLES=2,
+                                 group_reward=group_reward)
+    monkeypatch.setitem(tasks.TASKS, "distinct", task)
+    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    head = AdaptiveDecoder(model.config.d_model, level="sequence")
+    examples = [{"id": f"d{i}", "task": "distinct", "prompt": "xyz" * (i + 2)} for i in range(5)]
+    # per task: 3 responses per prompt, as a training run with --n_samples 3 would ask
+    report = evaluate(model, CharTokenizer(), head, examples, n_samples={"distinct": 3}, max_new_tokens=8,
+                      compare="fixed")
+    assert calls == [3] * 5 * 7   # 5 prompts, AD and 6 fixed temperatures, every time the 3 together
+    r = report["subtasks"]["distinct"]
+    assert r["samples"] == 3 and r["reward"] == "the task's reward"
+    assert list(r["methods"]) == ["AD", "tau=0", "tau=0.2", "tau=0.4", "tau=0.6", "tau=0.8", "tau=1"]
+    assert r["methods"]["tau=0"]["mean_reward"] == 0.0    # greedy: three identical responses
+    assert r["methods"]["tau=1"]["mean_reward"] > 0.5     # random characters differ
+    calls.clear()  # evaluate.py's default: the task's EVAL_SAMPLES
+    evaluate(model, CharTokenizer(), head, examples, max_new_tokens=8, compare="none")
+    assert calls == [2] * 5
+
+
+def test_sweep_of_fixed_temperatures(tmp_path):
+    # how a mixture is chosen: every fixed temperature on (training) prompts, no head; the oracle's
+    # headroom on all prompts pooled
+    from evaluate import sweep
+    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    examples = synthetic.prompts("train", n=6)
+    out = sweep(model, CharTokenizer(), examples, [0.0, 1.0], n_samples=3, max_new_tokens=5, out_dir=tmp_path)
+    assert set(out["subtasks"]) == {"copy", "varied"}
+    varied = out["subtasks"]["varied"]["methods"]
+    assert list(varied) == ["tau=0", "tau=1"] and varied["tau=0"]["mean_reward"] == (0.0, 0.0, 0.0)
+    assert out["pooled"]["oracle"]["varied"] == "tau=1"
+    assert set(out["pooled"]["methods"]["tau=0"]) == {"oracle_win_rate"}   # no AD in a sweep
+    assert json.loads((tmp_path / "sweep.json").read_text())["temperatures"] == [0.0, 1.0]

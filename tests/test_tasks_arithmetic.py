@@ -65,3 +65,16 @@ def test_splits_disjoint_and_unique():
     one = arithmetic.prompts("train", n=2000)
     assert len({e["question"] for e in one}) == len(one) == 2000
     assert len({e["id"] for e in one}) == 2000
+
+
+def test_easy_problems():
+    # the default mixture's math: sums and products of two one-digit numbers, the same checks
+    from tasks import easy_arithmetic
+    exs = easy_arithmetic.prompts("train", n=300) + easy_arithmetic.prompts("test", n=100)
+    assert {e["template"] for e in exs} == {"add", "mul"}
+    for e in exs:
+        assert int(e["gold"]) == solve(e["question"]), e["question"]
+        assert all(2 <= int(x) <= 9 for x in re.findall(r"\d+", e["question"]))
+        assert e["task"] == "easy_arithmetic" and e["id"].startswith("easy_arithmetic/")
+    train = {e["question"] for e in easy_arithmetic.prompts("train", n=300)}
+    assert not train & {e["question"] for e in easy_arithmetic.prompts("test", n=100)}

@@ -87,10 +87,13 @@ def test_group_metrics_split_the_reward():
 
 
 def test_story_novelty_by_hand():
-    # word 3-grams: a = {the cat sat, cat sat on, sat on the, on the mat} (4), b = {the cat sat,
-    # cat sat down} (2): they share 1, a quarter of a's and half of b's; c shares none; d has none
+    # distinct words: a = {the, cat, sat, on, mat} (5), b = {the, cat, sat, down} (4): they share
+    # 3, three fifths of a's and three quarters of b's; c and d share none with anyone
     a, b, c, d = "The cat sat on the mat.", "the cat sat down", "A dog ran home", "Hi there"
-    assert stories.novelty([a, b, c, d]) == [1 - 1 / 4, 1 - 1 / 2, 1.0, 1.0]
+    assert stories.novelty([a, b, c, d]) == [1 - 3 / 5, 1 - 3 / 4, 1.0, 1.0]
+    # word 3-grams: a = {the cat sat, cat sat on, sat on the, on the mat} (4), b = {the cat sat,
+    # cat sat down} (2): they share 1, a quarter of a's and half of b's; d has none
+    assert stories.novelty([a, b, c, d], n=3) == [1 - 1 / 4, 1 - 1 / 2, 1.0, 1.0]
     assert stories.novelty([a, a.upper()]) == [0.0, 0.0]          # a copy (case ignored)
     assert stories.novelty([a]) == [1.0]                          # nothing to compare with
     ex = stories.prompts("train", n=1)[0]

@@ -120,11 +120,11 @@ def test_helpers():
     assert 0.18 < frac < 0.22
 
 def test_registry():
-    assert set(tasks.TASKS) == {"arithmetic", "arithmetic_vote", "gsm8k", "gsm8k_vote", "stories",
-                                "instructions", "repetition", "constrained_stories", "synthetic"}
+    assert set(tasks.TASKS) == {"arithmetic", "easy_arithmetic", "arithmetic_vote", "gsm8k", "gsm8k_vote",
+                                "stories", "instructions", "repetition", "constrained_stories", "synthetic"}
     assert tasks.get_task("gsm8k") is tasks.gsm8k
     with pytest.raises(ValueError,
-                       match="valid tasks: arithmetic, arithmetic_vote, constrained_stories, gsm8k"):
+                       match="valid tasks: arithmetic, arithmetic_vote, constrained_stories, easy_arithmetic, gsm8k"):
         tasks.get_task("gsm8", )
     for name in tasks.TASKS:  # the uniform interface, optional hooks filled in by get_task
         t = tasks.get_task(name)
@@ -132,12 +132,15 @@ def test_registry():
                 and callable(t.group_reward))
         assert callable(t.group_metrics) and callable(t.temperature_metrics) and t.EVAL_SAMPLES >= 1
         assert isinstance(t.LABEL, str) and all(isinstance(m, str) for m in t.LOWER_IS_BETTER)
-    for name, field in [("arithmetic", "question"), ("stories", "title"), ("constrained_stories", "title"),
+        assert isinstance(t.REWARD, str) and isinstance(t.RELATIVE, bool)
+    for name, field in [("arithmetic", "question"), ("easy_arithmetic", "question"), ("stories", "title"),
+                        ("constrained_stories", "title"),
                         ("arithmetic_vote", "question"), ("synthetic", "prompt")]:  # sample.py --task
         ex = tasks.prompts(name, "test", n=2)[0]
         assert tasks.get_task(name).format_prompt(ex[field]) == ex["prompt"]
     assert tasks.mix("synthetic") == {"synthetic": 1}                      # a task alone
-    assert tasks.mix("ultramathstories_arithmetic") == {"instructions": 1, "arithmetic": 2, "stories": 1}
+    assert tasks.mix("ultramathstories_arithmetic") == {"instructions": 1, "easy_arithmetic": 1,
+                                                         "stories": 1}
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         tasks.mix("nope")
     ex = tasks.prompts("arithmetic", "test", n=2)

@@ -75,3 +75,12 @@ def test_bad_utf8_names_the_line(tmp_path, monkeypatch):
     path.write_text(f" \n = Heading = \r\n {para}\r {para}\n")  # valid: lines and ids as in text mode
     exs = repetition.prompts("train", n_words=20)
     assert [e["id"] for e in exs] == ["repetition/train/2", "repetition/train/3"]
+
+
+def test_non_greedy_share_in_the_unit_of_the_choice():
+    # the paper's "non-greedy in 94%" is a share of AD_tok's temperature choices: per token here too
+    samples = [{"tokens": [5, 6, 7], "temperatures": [0.0, 0.8, 1.0, 0.0]},   # the stop token's step last
+               {"tokens": [5], "temperatures": [0.0, 1.0]}]
+    assert repetition.temperature_metrics([], samples, None, "token") == {"non-greedy choices % (per token)": 50.0}
+    assert repetition.temperature_metrics([], samples, None, "sequence") == {
+        "non-greedy choices % (per response)": 0.0}

@@ -28,7 +28,7 @@ def have_smollm2():
 def cmd(out_dir, *extra):
     return [sys.executable, str(ROOT / "train.py"), "--task", "synthetic", "--level", "token",
             "--rounds", "1", "--prompts_per_round", "6", "--test_prompts", "2", "--n_samples", "2",
-            "--batch_size", "2", "--max_new_tokens", "6", "--epochs", "2", "--compare", "0",
+            "--batch_size", "2", "--max_new_tokens", "6", "--epochs", "2", "--compare", "none",
             "--out_dir", str(out_dir), *extra]
 
 
@@ -238,7 +238,7 @@ def test_full_disk_stops_with_a_message_and_keeps_what_was_saved(finished_run, t
 @pytest.mark.parametrize("loss", ["lpo", "lpo_marginal", "nll"])
 def test_bfloat16_end_to_end_on_the_cpu(tmp_path, loss):
     # the LM in bfloat16 as on a GPU: collect, train a round with each loss, evaluate against baselines
-    r = run(*cmd(tmp_path, "--dtype", "bfloat16", "--loss", loss, "--compare", "1", "--level", "sequence",
+    r = run(*cmd(tmp_path, "--dtype", "bfloat16", "--loss", loss, "--compare", "all", "--level", "sequence",
                  "--test_prompts", "4")[1:])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "torch.bfloat16 on cpu" in r.stdout and (tmp_path / "report.json").exists()
