@@ -1,18 +1,21 @@
 """
 Evaluate a trained AdaptiveDecoder on a task's held-out prompts, as *Adaptive Decoding via Latent
 Preference Optimization* (arXiv 2411.09661) does: AD's win rate against every fixed temperature of
-its set; and against two adaptive baselines the paper does not compare with:
+its set; and (--compare all) against two adaptive baselines the paper does not compare with:
 - min-p sampling (temperature 1, tokens below 0.1 x the top probability dropped),
 - EDT, entropy-based dynamic temperature: tau = T0 * N^(theta / H) at every step.
 
     python evaluate.py --head out/synthetic_sequence/head.pt --task synthetic
+    python evaluate.py --sweep --task ultramathstories_arithmetic   # fixed temperatures on training prompts
 
 For each subtask it reports the mean reward of every method, the win rate of AD against each
 (per prompt: win 1, tie 0.5, loss 0) with a 95% bootstrap confidence interval, AD's temperature
 histogram (the paper's Fig. 4) and what the task's temperature_metrics find (its Fig. 5); for a mix
-of tasks, AD's win rates on all prompts pooled and an oracle's (pooled_win_rates). Written to stdout
-(markdown), report.json and report.html (tables, histograms and per-token temperatures, Fig. 6) in
---out_dir.
+of tasks, AD's win rates on all prompts pooled and an oracle's (pooled_win_rates). The reward is the
+one training used: a task whose reward is relative (stories' novelty) gets N responses per prompt,
+scored together. Written to stdout (markdown), report.json and report.html (tables, histograms and
+per-token temperatures, Fig. 6) in --out_dir. --sweep runs the fixed temperatures alone on training
+prompts: how a mixture whose subtasks want different temperatures is chosen (sweep.json).
 """
 import argparse
 import html
@@ -55,18 +58,18 @@ def samples_per_prompt(examples, n_samples=None):
     return [n(ex["task"]) for ex in examples]
 
 
-def run_method(model, tok, kw, examples, counts, max_new_tokens, batch_size, seed, judge, compile, progress):
-    """One method on the examples, counts[i] responses to example i, in batches of prompts that
-    want the same count. The N responses to a prompt are scored together by the task's reward
+def run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge, compile,
+               progress):
+    """One method on the examples, n_per_prompt[i] responses to example i, in batches of prompts
+    that want the same number. The N responses to a prompt are scored together by the task's reward
     (tasks.rewards: novelty is relative to the others), the reward the head was trained on.
     Returns per prompt: the mean reward, the task's metrics, and all the samples."""
     rewards, metrics, samples = [], [], []
     temps = kw["head"].temperatures.tolist() if kw.get("head") is not None else None
     b = 0
-    while b < len(examples):
-        n = counts[b]
-        e = b + 1
-        while e < len(examples) and e - b < max(1, batch_size // n) and counts[e] == n:
+    while b < len(examples):  # a batch: the next prompts that want n responses, batch_size // n at most
+        n, e = n_per_prompt[b], b + 1
+        while e < len(examples) and e - b < max(1, batch_size // n) and n_per_prompt[e] == n:
             e += 1
         exs = examples[b:e]
         prompts = [tasks.prompt_ids(tok, ex) for ex in exs for _ in range(n)]  # row i * n + j: example i
@@ -101,8 +104,8 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
     prog = Progress("evaluation", len(to_run) * sum(n_per_prompt), "responses")
     for name, kw in to_run.items():
         done = len(results) * sum(n_per_prompt)
-        results[name] = run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge,
-                                   compile, lambda k: prog.update(done + k, f"({name})"))
+        results[name] = run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed,
+                                   judge, compile, lambda k: prog.update(done + k, f"({name})"))
 
     report = {"level": head.level, "temperatures": temps, "subtasks": {}}
     if settings:
@@ -133,8 +136,8 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
             for k in (s["choices"] if head.level == "token" else s["choices"][:1]):
                 counts[k] += 1
         mean_temperature = sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)
-        report["subtasks"][sub] = {"prompts": len(idx), "samples": n_per_prompt[idx[0]], "reward": task.REWARD,
-                                   "methods": rows, "ad_temperature_counts": counts,
+        report["subtasks"][sub] = {"prompts": len(idx), "samples": n_per_prompt[idx[0]],
+                                   "reward": task.REWARD, "methods": rows, "ad_temperature_counts": counts,
                                    "ad_mean_temperature": mean_temperature}
         if task.LABEL:  # e.g. arithmetic: a stand-in for GSM8K, said wherever it is reported
             report["subtasks"][sub]["label"] = task.LABEL
@@ -209,11 +212,16 @@ def table(r):
     return rows
 
 
+def number(value):
+    """A temperature metric: a number, or (mean, lo, hi) with its interval."""
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "{:.2f} [{:.2f}, {:.2f}]".format(*value)
+
+
 def print_table(report):
     for sub, r in report["subtasks"].items():
         print(f"\n### {heading(report, sub)}\n")
         for what, value in r.get("ad_temperature_metrics", {}).items():
-            print(f"AD's {what}: {value:.2f}\n")
+            print(f"AD's {what}: {number(value)}\n")
         print_markdown(table(r))
     if "pooled" in report:
         print(f"\n### {pooled_heading(report['pooled'])}\n")
@@ -249,7 +257,7 @@ def report_html(report, tok, head, examples, ad_samples):
                      + html_table(pooled_table(report["pooled"])))
     for sub, r in report["subtasks"].items():
         parts.append(f"<h3>{html.escape(heading(report, sub))}</h3>"
-                     + "".join(f"<p>AD's {html.escape(w)}: {v:.2f}</p>"
+                     + "".join(f"<p>AD's {html.escape(w)}: {number(v)}</p>"
                                for w, v in r.get("ad_temperature_metrics", {}).items())
                      + html_table(table(r)))
     parts.append(f"<h2>AD_{report['level'][:3]}: temperatures chosen on held-out prompts</h2>")
@@ -335,14 +343,15 @@ def main():
     p.add_argument("--data_dir", default=None, help="local copies of the datasets (else $LPO_DATA_DIR, "
                    "else ~/.cache/lpo/data, downloading what is missing)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out_dir", default=None, help="default: the head's directory (a sweep: out/sweep_<task>)")
+    p.add_argument("--out_dir", default=None,
+                   help="default: the head's directory (a sweep: out/sweep_<task>)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true", help="generate with a compiled decode step")
     args = p.parse_args()
     check_settings(args, at_least={"test_prompts": 1, "train_prompts": 1, "n_samples": 1, "max_new_tokens": 1,
                                    "batch_size": 1})
     if (args.head is None) != args.sweep:
-        sys.exit("error: give --head (evaluate a trained head) or --sweep (fixed temperatures alone), one of them")
+        sys.exit("error: give either --head (evaluate a trained head) or --sweep (fixed temperatures alone)")
     try:
         temperatures = [float(t) for t in args.temperatures.split(",")]
     except ValueError:

@@ -4,9 +4,9 @@ preferences between the LM's own samples, as in *Adaptive Decoding via Latent Pr
 Optimization* (Dhuliawala et al., arXiv 2411.09661, Section 3).
 
     python train.py        # the default experiment: SmolLM2, the UltraMathStories mixture with
-                           # arithmetic problems in place of GSM8K, the offline judge, AD_seq
+                           # easy arithmetic problems in place of GSM8K, the offline judge, AD_seq
     python train.py --task synthetic --level sequence --n_samples 6 --prompts_per_round 64 \
-        --test_prompts 48 --max_new_tokens 24 --compare 0     # a task whose answer is known
+        --test_prompts 48 --max_new_tokens 24 --compare none  # a task whose answer is known
 
 Each round (the loop at the bottom of this file):
   1. generate: N responses per training prompt with the current head (temperatures sampled from
@@ -19,7 +19,8 @@ Each round (the loop at the bottom of this file):
      pairs; the LM is not run again (the stored hidden states are what the head and the LM head read);
   5. report the preference accuracy on held-out pairs and save the head.
 After the last round, the head decodes the held-out prompts (greedy temperature selection), against
-every fixed temperature and two adaptive baselines (evaluate.py).
+every fixed temperature (--compare all: and two adaptive baselines), scored with the reward it was
+trained on (evaluate.py).
 
 Everything collected is written to out_dir as it is made (one file per batch, written
 atomically); a killed run started again with the same command resumes where it stopped,

@@ -69,8 +69,8 @@ def _with_defaults(task):
     return task
 
 
-TASKS = {m.NAME: m for m in (synthetic, arithmetic, easy_arithmetic, gsm8k, gsm8k_vote, arithmetic_vote, stories,
-                             instructions, repetition, constrained_stories)}
+TASKS = {m.NAME: m for m in (synthetic, arithmetic, easy_arithmetic, gsm8k, gsm8k_vote, arithmetic_vote,
+                             stories, instructions, repetition, constrained_stories)}
 # mixes of tasks trained together: task -> its share of a round's training prompts
 MIXES = {"ultramathstories": {"instructions": 1, "gsm8k": 1, "stories": 1},  # the paper's experiment 2
          # the same for models too small for GSM8K: the math is one-step arithmetic the model solves

@@ -172,8 +172,7 @@ def temperature_metrics(examples, samples, tok, level):
             diffs.append(sum(mine[0]) / len(mine[0]) - sum(mine[1]) / len(mine[1]))
     m = {"mean temperature on the first token of a sentence": sum(first) / max(len(first), 1),
          "mean temperature on the other tokens": sum(other) / max(len(other), 1)}
-    if diffs:
-        mean, lo, hi = bootstrap_ci(diffs)
-        m.update({f"sentence starts minus other tokens ({len(diffs)} responses)": mean,
-                  "its 95% interval, low": lo, "its 95% interval, high": hi})
+    if diffs:  # (mean, lo, hi)
+        m[f"temperature on sentence starts minus the rest, per response ({len(diffs)}) [95% CI]"] = \
+            bootstrap_ci(diffs)
     return m

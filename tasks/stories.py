@@ -260,7 +260,7 @@ def format_prompt(title):
 
 
 NOVELTY_WEIGHT = 4.0  # in judge points, on the offline judge's 1-9 scale
-REWARD = f"the judge's score + {NOVELTY_WEIGHT:g} x novelty (distinct words no other story for the title uses)"
+REWARD = f"the judge's score + {NOVELTY_WEIGHT:g} x novelty (its words no other story for the title uses)"
 
 
 def word_ngrams(text, n=1):

@@ -91,12 +91,12 @@ def test_sentence_start_temperatures():
     m = constrained_stories.temperature_metrics([], [{"tokens": ids, "temperatures": taus + [0.6]}], tok,
                                                 "token")
     assert list(m.values())[:2] == [1.0, pytest.approx(0.2)]   # the stop token's step (0.6) is not a token
-    assert list(m.values())[2:] == [pytest.approx(0.8)] * 3      # one response: a difference of 0.8
+    assert list(m.values())[2] == pytest.approx((0.8, 0.8, 0.8))  # one response: a difference of 0.8
     two = [{"tokens": ids, "temperatures": taus}, {"tokens": ids, "temperatures": [0.2 if t == 1.0 else 0.6
                                                                                    for t in taus]}]
     m = constrained_stories.temperature_metrics([], two, tok, "token")
-    assert list(m)[2] == "sentence starts minus other tokens (2 responses)"
-    assert list(m.values())[2:] == [pytest.approx(0.2), pytest.approx(-0.4), pytest.approx(0.8)]
+    assert list(m)[2] == "temperature on sentence starts minus the rest, per response (2) [95% CI]"
+    assert list(m.values())[2] == pytest.approx((0.2, -0.4, 0.8))
     # one temperature a response
     assert constrained_stories.temperature_metrics([], [], tok, "sequence") == {}
 

@@ -81,6 +81,7 @@ def test_non_greedy_share_in_the_unit_of_the_choice():
     # the paper's "non-greedy in 94%" is a share of AD_tok's temperature choices: per token here too
     samples = [{"tokens": [5, 6, 7], "temperatures": [0.0, 0.8, 1.0, 0.0]},   # the stop token's step last
                {"tokens": [5], "temperatures": [0.0, 1.0]}]
-    assert repetition.temperature_metrics([], samples, None, "token") == {"non-greedy choices % (per token)": 50.0}
+    assert repetition.temperature_metrics([], samples, None, "token") == {
+        "non-greedy choices % (per token)": 50.0}
     assert repetition.temperature_metrics([], samples, None, "sequence") == {
         "non-greedy choices % (per response)": 0.0}

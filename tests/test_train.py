@@ -1,6 +1,7 @@
 """train.py end to end on the embedded SmolLM2: killed during collection, restarted, it completes
 without losing or duplicating a sample; settings, run directories and damaged files give one clear
 error line; the bfloat16 path runs end to end."""
+import json
 import re
 import resource
 import shutil
@@ -242,6 +243,10 @@ def test_bfloat16_end_to_end_on_the_cpu(tmp_path, loss):
                  "--test_prompts", "4")[1:])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "torch.bfloat16 on cpu" in r.stdout and (tmp_path / "report.json").exists()
+    report = json.loads((tmp_path / "report.json").read_text())
+    # the synthetic task's reward is relative: evaluated on --n_samples 2 responses per prompt, as trained
+    assert {sub["samples"] for sub in report["subtasks"].values()} == {2}
+    assert {len(sub["methods"]) for sub in report["subtasks"].values()} == {9}  # AD, 6 fixed, min-p, EDT
 
 
 def test_bad_task_name(tmp_path):
