@@ -65,9 +65,8 @@ def choose_temperature(head, h, selection="sample", explore=0.0, generator=None)
 def edt_temperature(logits, T0=1.0, N=0.8, theta=1.0):
     """EDT, entropy-based dynamic temperature (Zhang et al. 2024), a baseline: tau = T0 * N^(theta/H),
     H the entropy of the next-token distribution, so confident steps get a low temperature."""
-    logp = torch.log_softmax(logits, dim=-1)
-    entropy = -(logp.exp() * logp).sum(dim=-1).clamp(min=1e-6)
-    return T0 * N ** (theta / entropy)
+    entropy = torch.special.entr(torch.softmax(logits.float(), dim=-1)).sum(dim=-1)  # (B,) -sum p ln p, nats
+    return T0 * N ** (theta / entropy.clamp(min=1e-6))
 
 
 def sample_next(logits, temperature, top_p=None, min_p=None, generator=None):

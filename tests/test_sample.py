@@ -6,8 +6,8 @@ import torch
 
 from adaptive_head import AdaptiveDecoder
 from model import Transformer
-from sample import (choose_temperature, cut_at_stop, generate, html_page, left_pad, sample_next,
-                    temperature_html)
+from sample import (choose_temperature, cut_at_stop, edt_temperature, generate, html_page, left_pad,
+                    sample_next, temperature_html)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -102,6 +102,19 @@ def test_top_p_and_min_p():
     assert f[2:].sum() == 0 and abs(f[0] - 0.5 / 0.8) < 0.01       # keeps {0.5, 0.3}
     f = freqs(sample_next(logits.expand(n, -1), torch.ones(n), min_p=0.25, generator=g), 4)
     assert f[3] == 0 and abs(f[2] - 0.15 / 0.95) < 0.01             # drops p < 0.125
+
+
+def test_edt_temperature_by_hand():
+    # tau = T0 * N^(theta / H), H the entropy in nats: uniform over 4 tokens, H = ln 4; two tokens at
+    # 0.9 / 0.1, H = 0.325; one sure token, H = 0 -> tau = 0 (greedy)
+    import math
+    logits = torch.log(torch.tensor([[0.25] * 4, [0.9, 0.1, 1e-30, 1e-30], [1.0, 0.0, 0.0, 0.0]]))
+    h = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    tau = edt_temperature(logits, T0=1.0, N=0.8, theta=1.0)
+    assert tau.tolist() == pytest.approx([0.8 ** (1 / math.log(4)), 0.8 ** (1 / h), 0.0], abs=1e-6)
+    assert 0 < tau[1] < tau[0] < 1                                  # less sure, warmer; never above T0
+    assert edt_temperature(logits[:1], T0=0.7, N=0.8, theta=2.0).item() == pytest.approx(
+        0.7 * 0.8 ** (2 / math.log(4)))
 
 
 def test_sequence_level_one_temperature_per_row(model):
