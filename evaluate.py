@@ -283,6 +283,7 @@ def sweep(model, tok, examples, temperatures, n_samples=None, max_new_tokens=64,
     never on the held-out ones): per subtask, the mean reward with a 95% bootstrap interval (over
     prompts) and the task's metrics; then the headroom, the oracle (the best temperature of each
     subtask) against every single temperature on all prompts pooled. Printed and in sweep.json."""
+    started = time.time()
     n_per_prompt = samples_per_prompt(examples, n_samples)
     to_run = methods(None, "fixed", temperatures)
     prog = Progress("sweep", len(to_run) * sum(n_per_prompt), "responses")
@@ -313,6 +314,8 @@ def sweep(model, tok, examples, temperatures, n_samples=None, max_new_tokens=64,
                                          list(results))
         print(f"\n### {pooled_heading(out['pooled'])}\n")
         print_markdown(pooled_table(out["pooled"]))
+    out["seconds"] = round(time.time() - started)
+    print(f"\nthe sweep took {out['seconds']} s")
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "sweep.json").write_text(json.dumps(out, indent=1))
@@ -355,7 +358,10 @@ def main():
     try:
         temperatures = [float(t) for t in args.temperatures.split(",")]
     except ValueError:
-        sys.exit(f"error: --temperatures {args.temperatures!r}: must be numbers separated by commas")
+        temperatures = []
+    if not temperatures or not all(0 <= t < float("inf") for t in temperatures):
+        sys.exit(f"error: --temperatures {args.temperatures!r}: must be numbers >= 0 separated by commas, "
+                 "e.g. 0,0.4,0.8,1.0")
     if args.data_dir:
         os.environ["LPO_DATA_DIR"] = args.data_dir
     out_dir = args.out_dir or (f"out/sweep_{args.task}" if args.sweep else Path(args.head).parent)

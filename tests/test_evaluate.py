@@ -189,3 +189,14 @@ def test_sweep_of_fixed_temperatures(tmp_path):
     assert out["pooled"]["oracle"]["varied"] == "tau=1"
     assert set(out["pooled"]["methods"]["tau=0"]) == {"oracle_win_rate"}   # no AD in a sweep
     assert json.loads((tmp_path / "sweep.json").read_text())["temperatures"] == [0.0, 1.0]
+
+
+def test_cli_asks_for_a_head_or_a_sweep():
+    import subprocess
+    import sys
+    root = Path(__file__).parent.parent
+    for args, says in [([], "give either --head"), (["--sweep", "--head", "h.pt"], "give either --head"),
+                       (["--sweep", "--temperatures=-1,0"], "must be numbers >= 0")]:
+        r = subprocess.run([sys.executable, str(root / "evaluate.py"), *args], cwd=root, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 1 and says in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
