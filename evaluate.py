@@ -29,7 +29,8 @@ import torch
 
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES
-from sample import Progress, check_settings, check_writable, generate, html_page, temperature_html
+from sample import (Progress, check_settings, check_writable, generate, html_page, parse_temperatures,
+                    temperature_html)
 from tasks.stats import bootstrap_ci, win_rate
 
 
@@ -355,13 +356,7 @@ def main():
                                    "batch_size": 1})
     if (args.head is None) != args.sweep:
         sys.exit("error: give either --head (evaluate a trained head) or --sweep (fixed temperatures alone)")
-    try:
-        temperatures = [float(t) for t in args.temperatures.split(",")]
-    except ValueError:
-        temperatures = []
-    if not temperatures or not all(0 <= t < float("inf") for t in temperatures):
-        sys.exit(f"error: --temperatures {args.temperatures!r}: must be numbers >= 0 separated by commas, "
-                 "e.g. 0,0.4,0.8,1.0")
+    temperatures = parse_temperatures(args.temperatures)
     if args.data_dir:
         os.environ["LPO_DATA_DIR"] = args.data_dir
     out_dir = args.out_dir or (f"out/sweep_{args.task}" if args.sweep else Path(args.head).parent)

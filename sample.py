@@ -250,6 +250,18 @@ def check_settings(args, at_least=None, between=None):
             sys.exit(f"error: --{name} {value}: must be between {low} and {high}")
 
 
+def parse_temperatures(text):
+    """--temperatures "0,0.4,0.8,1.0" as a list of floats >= 0, else one 'error: ...' line."""
+    try:
+        temperatures = [float(t) for t in text.split(",")]
+    except ValueError:
+        temperatures = []
+    if not temperatures or not all(0 <= t < float("inf") for t in temperatures):
+        sys.exit(f"error: --temperatures {text!r}: must be numbers >= 0 separated by commas, "
+                 "e.g. 0,0.4,0.8,1.0")
+    return temperatures
+
+
 def check_writable(path, what):
     """Fail at the start, not after the work, when an output cannot be written (path: a file to
     create, or a directory that will hold files)."""

@@ -48,7 +48,7 @@ from evaluate import evaluate, methods, samples_per_prompt
 from lpo import (choice_logps, lpo_loss, lpo_marginal_loss, mixture_sequence_logps, mixture_token_logps,
                  nll_loss, preference_pairs)
 from model import Transformer
-from sample import Progress, check_settings, check_writable, generate
+from sample import Progress, check_settings, check_writable, generate, parse_temperatures
 from tasks import judge as judges
 from tokenizer import Tokenizer
 
@@ -98,13 +98,7 @@ check_settings(args, at_least={"n_samples": (2, ": a pair needs two responses to
                                "max_new_tokens": 1, "prompts_per_round": 1, "test_prompts": 1, "rounds": 0,
                                "epochs": 1, "batch_size": 1, "train_batch_size": 1, "beta": 0, "lr": 0},
                between={"explore": (0, 1)})
-try:
-    temperatures = [float(t) for t in args.temperatures.split(",")]
-except ValueError:
-    temperatures = []
-if not temperatures or not all(0 <= t < float("inf") for t in temperatures):
-    sys.exit(f"error: --temperatures {args.temperatures!r}: must be numbers >= 0 separated by commas, "
-             "e.g. 0,0.4,0.8,1.0")
+temperatures = parse_temperatures(args.temperatures)
 started = time.time()
 
 
