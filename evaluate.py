@@ -12,7 +12,7 @@ For each subtask it reports the mean reward of every method, the win rate of AD 
 (per prompt: win 1, tie 0.5, loss 0) with a 95% bootstrap confidence interval, AD's temperature
 histogram (the paper's Fig. 4) and what the task's temperature_metrics find (its Fig. 5); for a mix
 of tasks, AD's win rates on all prompts pooled and an oracle's (pooled_win_rates). The reward is the
-one training used: a task whose reward is relative (stories' novelty) gets N responses per prompt,
+one training used: a task whose reward is relative (the synthetic varied kind) gets N responses per prompt,
 scored together. Written to stdout (markdown), report.json and report.html (tables, histograms and
 per-token temperatures, Fig. 6) in --out_dir. --sweep runs the fixed temperatures alone on training
 prompts: how a mixture whose subtasks want different temperatures is chosen (sweep.json).
@@ -63,9 +63,12 @@ def run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_siz
                progress):
     """One method on the examples, n_per_prompt[i] responses to example i, in batches of prompts
     that want the same number. The N responses to a prompt are scored together by the task's reward
-    (tasks.rewards: novelty is relative to the others), the reward the head was trained on.
-    Returns per prompt: the mean reward, the task's metrics, and all the samples."""
-    rewards, metrics, samples = [], [], []
+    (tasks.rewards: a relative reward compares them), the reward the head was trained on.
+    Returns per prompt: the mean reward, the task's metrics, the LM's final hidden state at the last
+    prompt token ("states", (P, d): what AD_seq chooses from), and all the samples. The batches and
+    their seeds depend only on the examples and n_per_prompt, never on the method: row for row, the
+    same random numbers drive every method (what exact_ad_seq relies on)."""
+    rewards, metrics, samples, states = [], [], [], []
     temps = kw["head"].temperatures.tolist() if kw.get("head") is not None else None
     b = 0
     while b < len(examples):  # a batch: the next prompts that want n responses, batch_size // n at most
@@ -83,30 +86,65 @@ def run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_siz
             rewards.append(sum(rs[j] for j in rows) / n)
             task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the judge alone
             metrics.append(task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows], judge))
+            states.append(g.prompt_hidden[i * n].float().cpu())
             samples += [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
                          "choices": g.choices[j] if g.choices else None,
                          "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None}
                         for j in rows]
         progress(len(samples))
         b = e
-    return {"reward": rewards, "metrics": metrics, "samples": samples}
+    return {"reward": rewards, "metrics": metrics, "samples": samples, "states": torch.stack(states)}
+
+
+@torch.no_grad()
+def exact_ad_seq(head, results):
+    """AD_seq with greedy temperature selection, evaluated without generating anything. AD_seq
+    chooses one temperature per prompt, argmax P(tau | h) at the last prompt token, and then samples
+    exactly as a fixed temperature does: with the same batches and seeds (run_method), its response
+    to a prompt *is* the fixed-tau response, row for row. So once every fixed temperature of the
+    head's set has been run, AD_seq's rewards, metrics and samples are a lookup (a lesson about
+    AD_seq: it is a per-prompt choice among fixed temperatures, no more). results: {"tau=t": a
+    run_method result} for every t of the head's set. Returns a run_method-like result for AD."""
+    temps = head.temperatures.tolist()
+    fixed = [results[f"tau={t:g}"] for t in temps]
+    ks = head.log_probs(fixed[0]["states"]).argmax(-1).tolist()  # the temperature of each prompt
+    by_prompt = [{} for _ in ks]  # the fixed runs' samples, per prompt (their order is the prompts')
+    ids = list(dict.fromkeys(s["id"] for s in fixed[0]["samples"]))
+    for k, res in enumerate(fixed):
+        for s in res["samples"]:
+            by_prompt[ids.index(s["id"])].setdefault(k, []).append(s)
+    out = {"reward": [], "metrics": [], "samples": [], "states": fixed[0]["states"]}
+    for i, k in enumerate(ks):
+        out["reward"].append(fixed[k]["reward"][i])
+        out["metrics"].append(fixed[k]["metrics"][i])
+        out["samples"] += [dict(s, choices=[k] * max(1, len(s["tokens"])),
+                                temperatures=[temps[k]] * max(1, len(s["tokens"])))
+                           for s in by_prompt[i][k]]
+    return out
 
 
 def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batch_size=48, seed=0,
-             out_dir=None, compare="all", judge=None, settings=None, compile=False):
+             out_dir=None, compare="all", judge=None, settings=None, compile=False, exact=True):
     """AD (greedy temperature selection) and the methods compare asks for (see methods) on the
-    examples, with n_samples responses per prompt and method (see samples_per_prompt), scored by
+    examples (AD_seq beside the fixed temperatures: exact_ad_seq, unless exact=False), with
+    n_samples responses per prompt and method (see samples_per_prompt), scored by
     the tasks' rewards (judge: for the judged tasks, see tasks/judge.py). settings: what to say of
     the run in the report (a dict; "started", a time.time(), gives the time the run took)."""
     n_per_prompt = samples_per_prompt(examples, n_samples)
     temps = head.temperatures.tolist()
     results = {}  # method -> {"reward": per-prompt mean reward, "metrics": per-prompt dicts, "samples"}
     to_run = methods(head, compare)
+    # AD_seq needs no generation of its own once the fixed temperatures are run (exact_ad_seq)
+    exact = exact and head.level == "sequence" and compare != "none"
+    if exact:
+        to_run.pop("AD")
     prog = Progress("evaluation", len(to_run) * sum(n_per_prompt), "responses")
     for name, kw in to_run.items():
         done = len(results) * sum(n_per_prompt)
         results[name] = run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed,
                                    judge, compile, lambda k: prog.update(done + k, f"({name})"))
+    if exact:
+        results = {"AD": exact_ad_seq(head, results), **results}
 
     report = {"level": head.level, "temperatures": temps, "subtasks": {}}
     if settings:

@@ -4,37 +4,89 @@ Optimization* (Dhuliawala et al., arXiv 2411.09661, Section 3): the pairs and th
 the AdaptiveDecoder. Plain functions on tensors; B = pairs, T = response positions,
 K = temperatures, V = vocabulary.
 
-    preference_pairs        a prompt's best response (chosen) against its worst (rejected)
+    preference_pairs        a prompt's best response (chosen) against its worst (rejected), the
+                            paper's rule, or every better/worse pair with different temperatures
+    Side, stack_side        one side (chosen or rejected) of a batch of pairs, as padded tensors
     (a) lpo_loss            temperatures as tokens, AD terms only (the paper's Eq. 10)
     (b) -                   joint with the response tokens; with a frozen LM it *is* (a)
     (c) lpo_marginal_loss   temperature as a latent variable, marginalised (Section 3.3): per token
                             for AD_tok (mixture_token_logps), once per response for AD_seq
                             (mixture_sequence_logps)
     (d) nll_loss            baseline: -log P(tau^c) (the paper's Table 4 compares it with (a), (c))
+    pair_loss               the loss of a batch of pairs, by name ("lpo", "lpo_marginal", "nll")
+    preference_accuracy     how often the head prefers the chosen side's temperatures
 
 Padding: every (B, T) tensor comes with a mask (True/nonzero = real response position). Masked
 positions are dropped with torch.where, never multiplied by 0, so garbage there (huge, inf, nan)
 reaches neither the loss nor the gradients.
 """
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
+
+PAIR_RULES = ("best_worst", "all")
 
 
-def preference_pairs(samples):
-    """The training pairs: for each prompt (samples with the same "id"), its highest-reward response
-    is chosen and its lowest-reward one rejected; a prompt whose responses all have the same reward
-    gives no pair. samples: dicts with "id" and "reward". Returns [(chosen, rejected)], in the order
-    the prompts first appear (the first of tied bests, the first of tied worsts)."""
+def same_temperatures(a, b, level="sequence"):
+    """Whether two samples were generated with the same temperatures: the one choice at sequence
+    level, every step's at token level. Loss (a) gives such a pair no gradient at all."""
+    return a["choices"][:1] == b["choices"][:1] if level == "sequence" else a["choices"] == b["choices"]
+
+
+def preference_pairs(samples, rule="best_worst", level="sequence"):
+    """The training pairs of each prompt (samples with the same "id"); samples: dicts with "id" and
+    "reward" (and "choices" for rule "all"). Returns [(chosen, rejected)], prompt by prompt in the
+    order the prompts first appear.
+    best_worst: the paper's rule (Section 3.1), the highest-reward response chosen, the lowest
+        rejected (the first of tied bests, the first of tied worsts); all tied: no pair.
+    all: every pair of a prompt's responses whose rewards differ and whose temperatures differ
+        (same_temperatures), the better one chosen: N = 4 responses give up to 6 pairs, and no
+        pair that loss (a) cannot learn from."""
+    if rule not in PAIR_RULES:
+        raise ValueError(f"unknown pair rule {rule!r}; valid: {', '.join(PAIR_RULES)}")
     groups = {}
     for s in samples:
         groups.setdefault(s["id"], []).append(s)
     pairs = []
     for group in groups.values():
-        best = max(group, key=lambda s: s["reward"])
-        worst = min(group, key=lambda s: s["reward"])
-        if best["reward"] > worst["reward"]:
-            pairs.append((best, worst))
+        if rule == "best_worst":
+            best = max(group, key=lambda s: s["reward"])
+            worst = min(group, key=lambda s: s["reward"])
+            if best["reward"] > worst["reward"]:
+                pairs.append((best, worst))
+            continue
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                if a["reward"] != b["reward"] and not same_temperatures(a, b, level):
+                    pairs.append((a, b) if a["reward"] > b["reward"] else (b, a))
     return pairs
+
+
+class Side(NamedTuple):
+    """One side (chosen or rejected) of a batch of B pairs, padded to the longest response (T steps)."""
+    hidden: torch.Tensor       # (B, T, d) the LM's final hidden state each temperature was chosen from
+    choices: torch.Tensor      # (B, T) index of the temperature chosen at each step
+    tokens: torch.Tensor       # (B, T) the response's tokens, then its stop token if it stopped
+    has_choice: torch.Tensor   # (B, T) bool: a step of the response (its tokens and its stop token)
+    counts: torch.Tensor       # (B, T) bool: a token whose probability counts in loss (c): the response's
+                               # and its stop token (unknown in samples saved before it was stored)
+
+
+def stack_side(pairs, i, device="cpu"):
+    """Side i (0 chosen, 1 rejected) of some pairs, on the device. A sample is a dict with "hidden"
+    (steps, d), "choices", "tokens" and "stop" (the stop token id, or None), as train.py collects."""
+    samples = [pair[i] for pair in pairs]
+    pad = lambda xs: pad_sequence(xs, batch_first=True).to(device)  # noqa: E731
+    stop = [[] if s.get("stop") is None else [s["stop"]] for s in samples]
+    return Side(hidden=pad([s["hidden"] for s in samples]),
+                choices=pad([torch.tensor(s["choices"]) for s in samples]),
+                tokens=pad([torch.tensor((s["tokens"] + st + [0])[:len(s["choices"])])
+                            for s, st in zip(samples, stop)]),
+                has_choice=pad([torch.ones(len(s["choices"]), dtype=torch.bool) for s in samples]),
+                counts=pad([torch.arange(len(s["choices"])) < len(s["tokens"]) + len(st)
+                            for s, st in zip(samples, stop)]))
 
 
 def sequence_logp(step_logps, mask=None):
@@ -147,3 +199,63 @@ def lpo_marginal_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, 
     reward_r = sequence_logp(policy_rejected - ref_rejected, mask_r)
     margin = reward_c - reward_r
     return _preference_loss(beta * margin, margin)
+
+
+# -----------------------------------------------------------------------------
+# a batch of pairs: the head's terms, the loss, the accuracy
+
+def temperature_logp(head, side, level):
+    """log P(tau) of the temperatures each response was generated with (B,), the terms of Eq. 10:
+    the one choice at sequence level; the sum of log P(tau_t | h_t) over the steps at token level."""
+    if level == "sequence":
+        return choice_logps(head.log_probs(side.hidden[:, :1]), side.choices[:, :1], side.has_choice[:, :1])
+    return choice_logps(head.log_probs(side.hidden), side.choices, side.has_choice)
+
+
+def mixture_logps(head, ref_head, side, lm_head, level):
+    """log P(y) of AD as a mixture over temperatures (loss (c), Section 3.3), with the trained head
+    and with the reference head P_ref, and the mask of what counts: per token at token level, (B, T)
+    (tau is chosen anew at each token); per response at sequence level, (B, 1) (one tau, chosen from
+    the last prompt token's state, for the whole response). The LM's logits come from the stored
+    hidden states through its LM head (lm_head, one matmul: the LM is not run again)."""
+    with torch.no_grad():
+        logits = lm_head(side.hidden.to(lm_head.weight.dtype)).float()
+
+    def mixture(hd):
+        if level == "token":
+            return mixture_token_logps(logits, hd.log_probs(side.hidden), head.temperatures, side.tokens)
+        return mixture_sequence_logps(logits, hd.log_probs(side.hidden[:, 0]), head.temperatures,
+                                      side.tokens, side.counts)[:, None]
+    with torch.no_grad():
+        ref = mixture(ref_head)
+    return mixture(head), ref, side.counts if level == "token" else side.counts[:, :1]
+
+
+def pair_loss(head, pairs, loss="lpo", level="sequence", beta=1.0, ref_head=None, lm_head=None, device="cpu"):
+    """The loss of a batch of pairs [(chosen, rejected)] (samples as stack_side reads them):
+    "lpo" loss (a), Eq. 10; "nll" baseline (d); "lpo_marginal" loss (c), Section 3.3, which also
+    needs ref_head (P_ref) and the LM's lm_head."""
+    chosen, rejected = stack_side(pairs, 0, device), stack_side(pairs, 1, device)
+    if loss == "lpo":                                                    # loss (a), Eq. 10
+        return lpo_loss(temperature_logp(head, chosen, level), temperature_logp(head, rejected, level), beta)[0]
+    if loss == "nll":                                                    # baseline (d)
+        return nll_loss(temperature_logp(head, chosen, level))
+    if loss != "lpo_marginal":
+        raise ValueError(f"unknown loss {loss!r}; valid: lpo, lpo_marginal, nll")
+    policy_c, ref_c, mask_c = mixture_logps(head, ref_head, chosen, lm_head, level)   # loss (c)
+    policy_r, ref_r, mask_r = mixture_logps(head, ref_head, rejected, lm_head, level)
+    return lpo_marginal_loss(policy_c, policy_r, ref_c, ref_r, mask_c, mask_r, beta)[0]
+
+
+@torch.no_grad()
+def preference_accuracy(head, pairs, level="sequence", device="cpu"):
+    """The fraction of pairs where the head gives the chosen side's temperatures a higher
+    probability than the rejected side's, counted on the pairs whose temperatures differ (a pair
+    with the same temperatures on both sides says nothing about the head: it is left out, not
+    counted half). Returns (accuracy or nan, the number of pairs counted)."""
+    pairs = [p for p in pairs if not same_temperatures(p[0], p[1], level)]
+    if not pairs:
+        return float("nan"), 0
+    logp_c = temperature_logp(head, stack_side(pairs, 0, device), level)
+    logp_r = temperature_logp(head, stack_side(pairs, 1, device), level)
+    return (logp_c > logp_r).float().mean().item(), len(pairs)

@@ -46,6 +46,8 @@ class Generation:
                                  # and what the LM head reads (logits = model.lm_head(hidden))
     temperatures: torch.Tensor | None  # adaptive: the head's (K,) temperature set
     stops: list                  # per row, the stop token that ended it, or None (max_new_tokens reached)
+    prompt_hidden: torch.Tensor | None = None  # (B, d) the final hidden state at the last prompt token:
+                                               # what AD_seq chooses its one temperature from
 
 
 def choose_temperature(head, h, selection="sample", explore=0.0, generator=None):
@@ -196,6 +198,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
     idx, pad = left_pad(prompts, pad_id, device)
     cache, decode = make_decoder(model, B, L, max_new_tokens, pad, compile)
     logits, h = prefill(model, idx, pad, cache)
+    prompt_hidden = h
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
     hidden, done = [], torch.zeros(B, dtype=torch.bool, device=device)
@@ -221,7 +224,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
     return Generation(tokens=tokens, choices=chosen if head is not None else None,
                       hidden=torch.stack(hidden, dim=1) if keep_hidden else None,
                       temperatures=head.temperatures if head is not None else None,
-                      stops=[row[len(t)] if len(t) < len(row) else None for row, t in zip(rows, tokens)])
+                      stops=[row[len(t)] if len(t) < len(row) else None for row, t in zip(rows, tokens)],
+                      prompt_hidden=prompt_hidden)
 
 
 def cut_at_stop(rows, choices, stop_ids):

@@ -8,18 +8,24 @@ Optimization* (Dhuliawala et al., arXiv 2411.09661, Section 3).
     python train.py --task synthetic --level sequence --n_samples 6 --prompts_per_round 64 \
         --test_prompts 48 --max_new_tokens 24 --compare none  # a task whose answer is known
 
+Before the rounds, a validation split: --val_prompts training prompts per task (never used by the
+rounds, never the held-out ones) decoded at every fixed temperature of the set, once.
 Each round (the loop at the bottom of this file):
-  1. generate: N responses per training prompt with the current head (temperatures sampled from
-     it; by default half of the draws uniform instead, see --explore), keeping the temperature
-     chosen at every step and the hidden state it was chosen from;
+  1. generate: N responses per training prompt, temperatures drawn from the head mixed with
+     uniform draws (--explore; by default all draws uniform, see the README), keeping the
+     temperature chosen at every step and the hidden state it was chosen from;
   2. decode the responses to text and score them with the task's reward (tasks.rewards);
-  3. pairs: the best and the worst response of each prompt (lpo.preference_pairs; prompts whose
-     responses all tie give no pair);
-  4. loss and step: AdamW on the head with the loss chosen by --loss, for some epochs over the
-     pairs; the LM is not run again (the stored hidden states are what the head and the LM head read);
-  5. report the preference accuracy on held-out pairs and save the head.
-After the last round, the head decodes the held-out prompts (greedy temperature selection), against
-every fixed temperature (--compare all: and two adaptive baselines), scored with the reward it was
+  3. pairs: every better/worse pair of a prompt's responses with different temperatures (--pairs all),
+     or the paper's best against worst (lpo.preference_pairs);
+  4. loss and step: AdamW on the head (its state kept from round to round) with the loss chosen by
+     --loss, for some epochs over all pairs so far; the LM is not run again (the stored hidden
+     states are what the head and the LM head read);
+  5. the learning metric, on the validation split: AD's win rate against every fixed temperature
+     (pooled over the subtasks of a mix) and its mean temperature per subtask. For AD_seq it costs
+     no generation (evaluate.exact_ad_seq); AD_tok decodes the validation prompts.
+The head of the round with the best validation win rate (its worst against a fixed temperature)
+becomes head.pt. It then decodes the held-out prompts (greedy temperature selection), against every
+fixed temperature (--compare all: and two adaptive baselines), scored with the reward it was
 trained on (evaluate.py).
 
 Everything collected is written to out_dir as it is made (one file per batch, written
@@ -40,13 +46,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
-from evaluate import evaluate, methods, samples_per_prompt
-from lpo import (choice_logps, lpo_loss, lpo_marginal_loss, mixture_sequence_logps, mixture_token_logps,
-                 nll_loss, preference_pairs)
+from evaluate import evaluate, exact_ad_seq, methods, pooled_win_rates, run_method, samples_per_prompt
+from lpo import PAIR_RULES, pair_loss, preference_accuracy, preference_pairs, same_temperatures
 from model import Transformer
 from sample import Progress, check_settings, check_writable, generate, parse_temperatures
 from tasks import judge as judges
@@ -66,10 +70,15 @@ p.add_argument("--test_prompts", type=int, default=28, help="held-out prompts (p
                "default: as many as the default run's 15 minutes on a 2-core CPU allow)")
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--max_new_tokens", type=int, default=80)
-p.add_argument("--explore", type=float, default=0.5, help="while collecting, this fraction of the "
-               "temperature draws ignores the head (uniform over the set): a head that a few noisy pairs "
-               "made sure of itself would otherwise stop trying other temperatures "
-               "(0: the paper's on-policy sampling)")
+p.add_argument("--val_prompts", type=int, default=16, help="training prompts per task set aside for the "
+               "learning metric and the choice of the round's head (decoded once at every fixed temperature)")
+p.add_argument("--explore", type=float, default=1.0, help="while collecting, this fraction of the "
+               "temperature draws ignores the head (uniform over the set): 1, the default, draws every "
+               "temperature equally often in every round (what measured best, see the README); "
+               "0: the paper's on-policy sampling")
+p.add_argument("--pairs", default="all", choices=PAIR_RULES, help="a prompt's training pairs: every "
+               "better/worse pair with different temperatures (all), or its best against its worst response "
+               "(best_worst, the paper's rule)")
 p.add_argument("--beta", type=float, default=1.0)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--epochs", type=int, default=20)
@@ -87,15 +96,16 @@ p.add_argument("--data_dir", default=None, help="local copies of the datasets (e
                "else ~/.cache/lpo/data, downloading what is missing)")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--out_dir", default=None, help="default: out/<task>_<level>")
-p.add_argument("--samples_from", default=None, help="another run's directory: reuse its held-out and "
-               "first-round samples, which do not depend on the loss (the loss ablation: three heads "
+p.add_argument("--samples_from", default=None, help="another run's directory: reuse its validation "
+               "and first-round samples, which do not depend on the loss (the loss ablation: three heads "
                "trained on the same pairs, see the README)")
 p.add_argument("--compile", action="store_true", help="generate with a compiled decode step (torch.compile; "
                "see the README's Speed section for when it pays off)")
 args = p.parse_args()
 # every setting in its range before anything is loaded or written
 check_settings(args, at_least={"n_samples": (2, ": a pair needs two responses to a prompt"),
-                               "max_new_tokens": 1, "prompts_per_round": 1, "test_prompts": 1, "rounds": 0,
+                               "max_new_tokens": 1, "prompts_per_round": 1, "test_prompts": 1, "val_prompts": 1,
+                               "rounds": 0,
                                "epochs": 1, "batch_size": 1, "train_batch_size": 1, "beta": 0, "lr": 0},
                between={"explore": (0, 1)})
 temperatures = parse_temperatures(args.temperatures)
@@ -118,6 +128,9 @@ if args.data_dir:
     os.environ["LPO_DATA_DIR"] = args.data_dir
 try:  # the task first: a bad --task is reported before minutes of model loading
     train_examples = tasks.prompts(args.task, "train")
+    val_examples = tasks.prompts(args.task, "train", n=args.val_prompts, seed=args.seed)  # the validation split
+    val_ids = {ex["id"] for ex in val_examples}
+    train_examples = [ex for ex in train_examples if ex["id"] not in val_ids]       # the rounds' prompts
     test_examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
 except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
@@ -146,7 +159,7 @@ if args.samples_from:  # the samples collected with the initial head depend on t
     differ = {k: (theirs.get(k), v) for k, v in config.items() if k not in training and theirs.get(k) != v}
     if differ:
         sys.exit(f"error: --samples_from {source} was collected with other settings {differ}")
-    for pattern in ("test_*.pt", "round1_*.pt"):
+    for pattern in ("val_*.pt", "round1_*.pt"):
         for f in sorted((source / "samples").glob(pattern)):
             if not (out / "samples" / f.name).exists():
                 shutil.copy(f, out / "samples" / f.name)
@@ -206,13 +219,17 @@ def collect(name, examples, head):
                       "hidden": g.hidden[j, :len(g.choices[j])].float().cpu().clone()}
                      for j in range(len(prompts))]
             save_atomic(lambda tmp: torch.save(batch, tmp), path)
-        try:
-            samples += torch.load(path, weights_only=True)
-        except Exception as e:
-            sys.exit(f"error: {path} is damaged ({type(e).__name__}); delete it and run the same command "
-                     "again: that batch is generated again")
+        samples += load_or_exit(path)
         prog.update(len(samples))
     return samples
+
+
+def load_or_exit(path):
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:
+        sys.exit(f"error: {path} is damaged ({type(e).__name__}); delete it and run the same command "
+                 "again: that part is made again")
 
 
 def round_prompts(rng):
@@ -229,80 +246,59 @@ def round_prompts(rng):
 
 
 # -----------------------------------------------------------------------------
-# the loss of a batch of pairs
+# the validation split: every fixed temperature once, then any head's win rates from it
 
-class Side(NamedTuple):
-    """One side (chosen or rejected) of a batch of B pairs, padded to the longest response (T steps)."""
-    hidden: torch.Tensor       # (B, T, d) the LM's final hidden state each temperature was chosen from
-    choices: torch.Tensor      # (B, T) index of the temperature chosen at each step
-    tokens: torch.Tensor       # (B, T) the response's tokens, then its stop token if it stopped
-    has_choice: torch.Tensor   # (B, T) bool: a step of the response (its tokens and its stop token)
-    counts: torch.Tensor       # (B, T) bool: a token whose probability counts in loss (c): the response's
-                               # and its stop token (unknown in samples saved before it was stored)
+# evaluation: a task whose reward is relative (the synthetic varied kind) is scored on as many
+# responses per prompt as training drew, the reward the head was trained on; the others draw their
+# EVAL_SAMPLES
+eval_samples = {name: args.n_samples for name in tasks.mix(args.task) if tasks.get_task(name).RELATIVE}
+val_n = samples_per_prompt(val_examples, eval_samples)
+val_subtask = [tasks.subtask(ex) for ex in val_examples]
 
 
-def stack_side(pairs, i):
-    """Side i (0 chosen, 1 rejected) of some pairs, on the device."""
-    samples = [pair[i] for pair in pairs]
-    pad = lambda xs: pad_sequence(xs, batch_first=True).to(args.device)
-    stop = [[] if s.get("stop") is None else [s["stop"]] for s in samples]
-    return Side(hidden=pad([s["hidden"] for s in samples]),
-                choices=pad([torch.tensor(s["choices"]) for s in samples]),
-                tokens=pad([torch.tensor((s["tokens"] + st + [0])[:len(s["choices"])])
-                            for s, st in zip(samples, stop)]),
-                has_choice=pad([torch.ones(len(s["choices"]), dtype=torch.bool) for s in samples]),
-                counts=pad([torch.arange(len(s["choices"])) < len(s["tokens"]) + len(st)
-                            for s, st in zip(samples, stop)]))
+def validation_fixed():
+    """Every fixed temperature on the validation prompts, one file per temperature (a resumed run
+    reads them back): {"tau=t": evaluate.run_method's result}."""
+    results = {}
+    fixed = methods(None, "fixed", temperatures)
+    prog = Progress("validation", len(fixed) * sum(val_n), "responses")
+    for name, kw in fixed.items():
+        path = out / "samples" / f"val_{name}.pt"
+        if not path.exists():
+            done = len(results) * sum(val_n)
+            res = run_method(model, tok, kw, val_examples, val_n, args.max_new_tokens, args.batch_size,
+                             args.seed, judge, args.compile, lambda k: prog.update(done + k, f"({name})"))
+            save_atomic(lambda tmp: torch.save(res, tmp), path)
+        else:
+            prog.update((len(results) + 1) * sum(val_n), f"({name}, saved before)")
+        results[name] = load_or_exit(path)
+    return results
 
 
-def temperature_logp(head, side):
-    """log P(tau) of the temperatures each response was generated with (B,), the terms of Eq. 10:
-    the one choice at sequence level; the sum of log P(tau_t | h_t) over the steps at token level."""
+def learning_metric(head, fixed):
+    """What a head does on the validation split: AD's pooled win rate against every fixed temperature
+    ({name: (rate, lo, hi)}) and its mean temperature per subtask. AD_seq: no generation
+    (exact_ad_seq); AD_tok: its responses to the validation prompts, generated."""
+    head.eval()
     if args.level == "sequence":
-        return choice_logps(head.log_probs(side.hidden[:, :1]), side.choices[:, :1], side.has_choice[:, :1])
-    return choice_logps(head.log_probs(side.hidden), side.choices, side.has_choice)
+        ad = exact_ad_seq(head, fixed)
+    else:
+        ad = run_method(model, tok, dict(head=head, selection="greedy"), val_examples, val_n, args.max_new_tokens,
+                        args.batch_size, args.seed, judge, args.compile, lambda k: None)
+    pooled = pooled_win_rates({"AD": ad["reward"], **{n: r["reward"] for n, r in fixed.items()}}, val_subtask,
+                              list(fixed))
+    wins = {name: m["ad_win_rate"] for name, m in pooled["methods"].items()}
+    sub_of, temps = {ex["id"]: tasks.subtask(ex) for ex in val_examples}, {}
+    for s in ad["samples"]:  # the temperature of every step (AD_seq: the one it chose, once a response)
+        temps.setdefault(sub_of[s["id"]], []).extend(s["temperatures"] if args.level == "token"
+                                                     else s["temperatures"][:1])
+    return wins, {sub: sum(ts) / len(ts) for sub, ts in sorted(temps.items())}
 
 
-def mixture_logps(head, ref_head, side):
-    """log P(y) of AD as a mixture over temperatures (loss (c), Section 3.3), with the trained head
-    and with the reference head P_ref, and the mask of what counts: per token at token level, (B, T)
-    (tau is chosen anew at each token); per response at sequence level, (B, 1) (one tau, chosen from
-    the last prompt token's state, for the whole response). The LM's logits come from the stored
-    hidden states through its LM head (one matmul: the LM is not run again)."""
-    with torch.no_grad():
-        logits = model.lm_head(side.hidden.to(dtype)).float()
-
-    def mixture(hd):
-        if args.level == "token":
-            return mixture_token_logps(logits, hd.log_probs(side.hidden), head.temperatures, side.tokens)
-        return mixture_sequence_logps(logits, hd.log_probs(side.hidden[:, 0]), head.temperatures,
-                                      side.tokens, side.counts)[:, None]
-    with torch.no_grad():
-        ref = mixture(ref_head)
-    return mixture(head), ref, side.counts if args.level == "token" else side.counts[:, :1]
-
-
-def pair_loss(head, ref_head, pairs):
-    """The loss chosen by --loss on a batch of pairs."""
-    chosen, rejected = stack_side(pairs, 0), stack_side(pairs, 1)
-    if args.loss == "lpo":                                   # loss (a), Eq. 10
-        return lpo_loss(temperature_logp(head, chosen), temperature_logp(head, rejected), args.beta)[0]
-    if args.loss == "nll":                                   # baseline (d)
-        return nll_loss(temperature_logp(head, chosen))
-    policy_c, ref_c, mask_c = mixture_logps(head, ref_head, chosen)   # loss (c), Section 3.3
-    policy_r, ref_r, mask_r = mixture_logps(head, ref_head, rejected)
-    return lpo_marginal_loss(policy_c, policy_r, ref_c, ref_r, mask_c, mask_r, args.beta)[0]
-
-
-@torch.no_grad()
-def preference_accuracy(head, pairs):
-    """Fraction of pairs where the head gives the chosen response's temperatures a higher
-    probability than the rejected one's (ties, e.g. the same temperature on both, count half)."""
-    if not pairs:
-        return float("nan")
-    logp_c = temperature_logp(head, stack_side(pairs, 0))
-    logp_r = temperature_logp(head, stack_side(pairs, 1))
-    return ((logp_c > logp_r).float() + 0.5 * (logp_c == logp_r).float()).mean().item()
+def metric_line(wins, mean_tau):
+    w = " / ".join(f"{100 * rate:.0f}" for rate, lo, hi in wins.values())
+    taus = ", ".join(f"{sub} {t:.2f}" for sub, t in mean_tau.items())
+    return f"AD wins {w}% against {', '.join(wins)}; mean temperature {taus}"
 
 
 # -----------------------------------------------------------------------------
@@ -312,27 +308,28 @@ def batches_saved(name):
     return len(list((out / "samples").glob(f"{name}_batch*.pt")))
 
 
-# evaluation: a task whose reward is relative (novelty) is scored on as many responses per prompt as
-# training drew, the reward the head was trained on; the others draw their EVAL_SAMPLES
-eval_samples = {name: args.n_samples for name in tasks.mix(args.task) if tasks.get_task(name).RELATIVE}
 n_eval = sum(samples_per_prompt(test_examples, eval_samples))
-n_methods = len(methods(None, args.compare, temperatures)) + 1
+n_methods = len(methods(None, args.compare, temperatures)) + (args.level == "token" or args.compare == "none")
 n_round = len(round_prompts(random.Random(args.seed)))
 per_batch = max(1, args.batch_size // args.n_samples)
-print(f"plan: 1) held-out pairs: {len(test_examples)} prompts x {args.n_samples} samples; 2) {args.rounds} "
-      f"rounds: {n_round} prompts x {args.n_samples} samples, then {args.epochs} epochs on all pairs so far; "
-      f"3) evaluation: {n_methods} methods x {n_eval} responses to {len(test_examples)} prompts")
+print(f"plan: 1) validation: {len(temperatures)} temperatures x {sum(val_n)} responses to {len(val_examples)} "
+      f"training prompts; 2) {args.rounds} round{'s' * (args.rounds != 1)}: {n_round} prompts x {args.n_samples} "
+      f"samples, then {args.epochs} epochs on all pairs so far; 3) evaluation: {n_methods} methods x {n_eval} "
+      f"responses to {len(test_examples)} held-out prompts")
 if args.model == "smollm2" and args.device == "cpu":  # rates measured with the default run on 2 cores
-    collected = (len(test_examples) + args.rounds * n_round) * args.n_samples
-    seconds = (0.25 * collected + 0.38 * n_methods * n_eval) * args.max_new_tokens / 80
+    responses = len(temperatures) * sum(val_n) + n_methods * n_eval
+    if args.level == "token":
+        responses += args.rounds * sum(val_n)
+    seconds = (0.25 * args.rounds * n_round * args.n_samples + 0.38 * responses) * args.max_new_tokens / 80
     print(f"about {seconds / 60:.0f} minutes on an idle 2-core CPU (the README's runs); the progress lines "
           "below say how fast it goes here")
 
 # -----------------------------------------------------------------------------
-# resume. A run is its out_dir: its settings (config.json), the head after each round
-# (head_init.pt, head_round1.pt, ...) and its samples, one file per batch. Started again with the
-# same settings, a killed run goes on from the last head saved, the finished rounds' samples are
-# read back for their pairs, and collect() reads back the batches already saved.
+# resume. A run is its out_dir: its settings (config.json), the head and the optimizer's state
+# after each round (head_init.pt, head_round1.pt, opt_round1.pt, ...), the validation results and
+# the samples, one file per batch. Started again with the same settings, a killed run goes on from
+# the last head saved, the finished rounds' samples are read back for their pairs, and collect()
+# reads back the batches already saved.
 
 def head_path(r):
     return out / ("head_init.pt" if r == 0 else f"head_round{r}.pt")
@@ -359,30 +356,51 @@ if start_round is None:  # a fresh run: the head's initialisation is saved so a 
 head = load_head(start_round)
 # the settings, written once the heads are known to fit them
 save_atomic(lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)), out / "config.json")
-if start_round > 0 or batches_saved("test"):
+n_val_saved = len(list((out / "samples").glob("val_*.pt")))
+if start_round > 0 or n_val_saved:
     done = "all rounds done"
     if start_round < args.rounds:
         done = (f"round {start_round + 1}, {batches_saved(f'round{start_round + 1}')} of "
                 f"{math.ceil(n_round / per_batch)} batches collected")
-    held_out = math.ceil(len(test_examples) / per_batch)
-    if batches_saved("test") < held_out:
-        done = f"held-out pairs, {batches_saved('test')} of {held_out} batches collected"
+    if n_val_saved < len(temperatures):
+        done = f"validation, {n_val_saved} of {len(temperatures)} temperatures decoded"
     print(f"resuming {out}: {done}")
 
-# each round trains on every pair so far: once the head is good, a round alone gives few pairs
-# (most prompts' responses tie), too few to train on without overfitting
+# the optimizer: one AdamW for the whole run, its state (moment estimates) carried from round to
+# round, so that a round continues the fit instead of restarting it
+opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)
+if start_round > 0 and (out / f"opt_round{start_round}.pt").exists():
+    opt.load_state_dict(load_or_exit(out / f"opt_round{start_round}.pt"))
+
+# each round trains on every pair so far: a round alone gives few pairs, too few to train on
+# without overfitting
 all_pairs = []
 for r in range(start_round):  # the rounds finished before a restart, read back for their pairs
     samples = collect(f"round{r + 1}", round_prompts(random.Random(args.seed * 1000 + r)), head)
-    all_pairs += preference_pairs(samples)
+    all_pairs += preference_pairs(samples, args.pairs, args.level)
 
 # -----------------------------------------------------------------------------
-# held-out pairs, collected once with the initial head: the preference accuracy reported below
+# the validation split, decoded once at every fixed temperature
 
+val_fixed = validation_fixed()
 init_head = load_head(0)
-test_pairs = preference_pairs(collect("test", test_examples, init_head))
-print(f"held-out: {len(test_pairs)} pairs from {len(test_examples)} prompts")
 
+
+def validation(r):
+    """The learning metric of round r's head, computed once (validation_round<r>.json)."""
+    path = out / f"validation_round{r}.json"
+    if not path.exists():
+        wins, mean_tau = learning_metric(load_head(r), val_fixed)
+        save_atomic(lambda tmp: Path(tmp).write_text(json.dumps({"wins": wins, "mean_tau": mean_tau})), path)
+    try:
+        m = json.loads(path.read_text())
+        return m["wins"], m["mean_tau"]
+    except (ValueError, KeyError, TypeError):
+        sys.exit(f"error: {path} is damaged; delete it and run the same command again: it is computed again")
+
+
+print(f"validation: {len(val_examples)} training prompts set aside; the untrained head (uniform: its argmax "
+      f"is the first temperature): {metric_line(*validation(0))}")
 # -----------------------------------------------------------------------------
 # the online loop: generate -> decode -> reward -> pairs -> loss -> step, round after round
 
@@ -390,39 +408,54 @@ for r in range(start_round, args.rounds):
     t0 = time.time()
     rng = random.Random(args.seed * 1000 + r)
     samples = collect(f"round{r + 1}", round_prompts(rng), head)    # generate -> decode -> reward
-    pairs = preference_pairs(samples)                                # best against worst of each prompt
+    pairs = preference_pairs(samples, args.pairs, args.level)      # better against worse
     all_pairs += pairs
     by_kind = {}  # the mean reward of each subtask: their rewards are on different scales
     for s in samples:
         by_kind.setdefault(s["kind"], []).append(s["reward"])
     n_pairs = {k: sum(c["kind"] == k for c, _ in pairs) for k in sorted(by_kind)}
     means = ", ".join(f"{k} {sum(v) / len(v):.3f}" for k, v in sorted(by_kind.items()))
+    bw = preference_pairs(samples, "best_worst")  # the paper's pairs, said even where they are not used
+    same = sum(same_temperatures(c, w, args.level) for c, w in bw)
     print(f"round {r + 1}: {len(samples)} samples, mean reward {means}; {len(pairs)} new pairs "
-          f"({', '.join(f'{k} {n}' for k, n in n_pairs.items())}), {len(all_pairs)} in all")
+          f"({', '.join(f'{k} {n}' for k, n in n_pairs.items())}), {len(all_pairs)} in all; "
+          f"{same} of {len(bw)} best/worst pairs have the same temperature on both sides")
 
-    ref_head = init_head  # P_ref of loss (c): the head the training started from, frozen
     head.train()
-    opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * math.ceil(len(all_pairs) / args.train_batch_size)
     prog, step = Progress("train", steps, "steps"), 0
     for epoch in range(args.epochs):
-        rng.shuffle(all_pairs)
-        for i in range(0, len(all_pairs), args.train_batch_size):
-            loss = pair_loss(head, ref_head, all_pairs[i:i + args.train_batch_size])   # loss
+        order = list(range(len(all_pairs)))  # a fresh permutation: all_pairs keeps its order (resume)
+        rng.shuffle(order)
+        for i in range(0, len(order), args.train_batch_size):
+            batch = [all_pairs[j] for j in order[i:i + args.train_batch_size]]
+            loss = pair_loss(head, batch, args.loss, args.level, args.beta, ref_head=init_head,   # loss
+                             lm_head=model.lm_head, device=args.device)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()                                                               # step
+            opt.step()                                                                      # step
             step += 1
             prog.update(step, f"loss {loss.item():.4f}")
     head.eval()
+    if not all(torch.isfinite(p).all() for p in head.parameters()):
+        sys.exit(f"error: the head's weights are no longer finite after round {r + 1} (--lr {args.lr}, "
+                 f"--beta {args.beta}): nothing was saved for this round; use a smaller --lr or --beta")
+    save_atomic(lambda tmp: torch.save(opt.state_dict(), tmp), out / f"opt_round{r + 1}.pt")
     save_head(head, head_path(r + 1))
-    save_head(head, out / "head.pt")
-    print(f"round {r + 1} done in {time.time() - t0:.0f}s: preference accuracy train "
-          f"{preference_accuracy(head, all_pairs):.3f}, held-out {preference_accuracy(head, test_pairs):.3f} "
-          f"(initial head {preference_accuracy(init_head, test_pairs):.3f}); saved {out / 'head.pt'}",
-          flush=True)
+    acc, n_acc = preference_accuracy(head, all_pairs, args.level, args.device)
+    print(f"round {r + 1} done in {time.time() - t0:.0f}s: train preference accuracy {acc:.3f} ({n_acc} pairs "
+          f"with different temperatures); validation: {metric_line(*validation(r + 1))}", flush=True)
 
-save_head(head, out / "head.pt")  # the last round's head, also when a kill came between two writes
+# -----------------------------------------------------------------------------
+# the head: the round whose validation win rate against its strongest fixed temperature is best
+
+if args.rounds > 0:
+    worst = {r: min(rate for rate, lo, hi in validation(r)[0].values()) for r in range(1, args.rounds + 1)}
+    best = max(worst, key=lambda r: (worst[r], r))  # a tie: the later round (more pairs)
+    head = load_head(best)
+    print(f"head.pt: the head of round {best} (validation: its lowest win rate against a fixed temperature "
+          f"{100 * worst[best]:.0f}%; by round: {', '.join(f'{100 * w:.0f}%' for w in worst.values())})")
+save_head(head, out / "head.pt")
 
 # -----------------------------------------------------------------------------
 # the trained head on the held-out prompts, against fixed temperatures and baselines

@@ -4,8 +4,9 @@ The paper scores them with a reward model (ArmoRM-Llama3-8B). A judge here is an
 
     judge(prompts, responses) -> one float per pair, higher is better
 
-batched, since a reward model is much faster on batches. load() makes one; train.py and
-evaluate.py pass it to the tasks' group_reward (tasks.rewards):
+batched, since a reward model is much faster on batches. load() makes one (a Judge: the judge's
+scores, and the policy LM's own surprisal of a response, which the story reward reads); train.py
+and evaluate.py pass it to the tasks' group_reward (tasks.rewards):
 
     judge = load("offline", model, tok)                               # the LM itself rates responses
     judge = load("Skywork/Skywork-Reward-V2-Llama-3.2-1B", model, tok)  # a reward model
@@ -22,13 +23,63 @@ import warnings
 
 
 def load(source, model, tok):
-    """A judge: "offline" (the policy LM `model` rates responses, see OfflineJudge) or a reward
+    """A Judge: "offline" (the policy LM `model` rates responses, see OfflineJudge) or a reward
     model's directory or hub id, loaded in the LM's dtype and device (bfloat16 on a GPU, where an
-    8B reward model takes 16 GB)."""
+    8B reward model takes 16 GB); its surprisal is the policy LM's."""
     if source == "offline":
-        return OfflineJudge(model, tok).score
+        return Judge(OfflineJudge(model, tok).score, model, tok)
     w = model.lm_head.weight
-    return RewardModel(source, device=w.device, dtype=w.dtype).score
+    return Judge(RewardModel(source, device=w.device, dtype=w.dtype).score, model, tok)
+
+
+class Judge:
+    """What a judged task's group_reward gets as `judge`: called with (prompts, responses), the
+    judge's scores; surprisal(prompts, responses), the policy LM's own surprisal of each response.
+    Each is computed once per (prompt, response) and remembered: evaluation's metrics ask again."""
+
+    def __init__(self, score, model, tok):
+        self.score, self.model, self.tok = score, model, tok
+        self.seen = {"score": {}, "surprisal": {}}
+
+    def _once(self, what, fn, prompts, responses):
+        memo = self.seen[what]
+        new = [i for i, key in enumerate(zip(prompts, responses)) if key not in memo]
+        for i, value in zip(new, fn([prompts[i] for i in new], [responses[i] for i in new]) if new else []):
+            memo[prompts[i], responses[i]] = float(value)
+        return [memo[key] for key in zip(prompts, responses)]
+
+    def __call__(self, prompts, responses):
+        return self._once("score", self.score, list(prompts), list(responses))
+
+    def surprisal(self, prompts, responses):
+        return self._once("surprisal", lambda ps, rs: surprisal(self.model, self.tok, ps, rs),
+                          list(prompts), list(responses))
+
+
+def surprisal(model, tok, prompts, responses, batch_size=8):
+    """The LM's own surprisal of each response as the reply to its prompt (a user message in the
+    chat format): -1/n sum_t log p(y_t | prompt, y_<t), in nats per token, at temperature 1, over
+    the response's n tokens (0.0 for an empty response). Low: the text the model would write anyway
+    (its greedy reply); high: text it finds improbable, up to noise."""
+    import torch
+    pairs = [(tok.encode_prompt(p), tok.encode(r)) for p, r in zip(prompts, responses)]
+    seqs = [(p + r)[-model.config.max_seq_len:] for p, r in pairs]
+    n = [min(len(r), len(s) - 1) for (p, r), s in zip(pairs, seqs)]  # the response tokens that are read
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    device, out = model.lm_head.weight.device, [0.0] * len(seqs)
+    for b in range(0, len(order), batch_size):
+        rows = [i for i in order[b:b + batch_size] if n[i] > 0]
+        if not rows:
+            continue
+        T = max(len(seqs[i]) for i in rows)
+        idx = torch.tensor([[0] * (T - len(seqs[i])) + seqs[i] for i in rows], device=device)
+        pad = torch.tensor([T - len(seqs[i]) for i in rows], device=device)
+        with torch.no_grad():
+            logp = torch.log_softmax(model(idx, pad=pad if pad.any() else None).float(), dim=-1)  # (B, T, V)
+        for row, i in enumerate(rows):  # position t predicts token t + 1: the last n[i] tokens are the reply's
+            target = idx[row, T - n[i]:]
+            out[i] = -logp[row, T - n[i] - 1:T - 1].gather(-1, target[:, None]).mean().item()
+    return out
 
 
 def score_batch(judge, prompts, responses):

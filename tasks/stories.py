@@ -2,30 +2,29 @@
 Stories: creative writing from a title (the "Stories" part of UltraMathStories). The titles below
 are this project's own; a hash of each title puts ~20% of them in the test split.
 
-Reward of the N stories written for one title (group_reward):
+Reward of a story (group_reward scores a title's stories in one batch):
     judge score (a reward model plugged in through tasks.judge)
-    + NOVELTY_WEIGHT * novelty, novelty = 1 - the largest share of the story's distinct words
-      that another story for the same title also uses (0: another story has all its words).
-Why the novelty term: the paper's AD learns high temperatures for stories, so its reward model
-(ArmoRM-8B) must prefer what higher temperatures bring there, presumably variety and originality.
-The offline judge (SmolLM2-135M rating stories 1-9) does not: its mean scores hardly change with
-the temperature (the README's sweep gives them). Novelty says what a creative-writing reward should
-also say: N samples that tell the same story are worse than N different ones. It is graded: shared
-words (not word 3-grams, which no two stories share from temperature 0.4 up) keep falling as the
-temperature rises, so the reward keeps rising with diversity. The weight, 4 judge points, was
-chosen on training titles so that temperature 1.0 beats 0.6 and 0.8 on most titles (the README).
-Novelty needs other stories to compare with: evaluation draws as many per title as training did
-(RELATIVE) and scores them together. Set NOVELTY_WEIGHT = 0 for the judge alone (the paper's reward).
+    + SURPRISE_WEIGHT * surprise,   surprise = S                            if S <= NOISE
+                                             = NOISE - NOISE_SLOPE (S - NOISE) above it,
+where S is the policy LM's own surprisal of the story (nats per token, tasks.judge.surprisal).
+Why: the paper's AD learns high temperatures for stories, so its reward model (ArmoRM-8B) must
+prefer what higher temperatures bring there, variety and originality. The offline judge
+(SmolLM2-135M rating stories 1-9) does not: its mean scores hardly change with the temperature.
+S measures how far a story is from the one the model would write anyway (its greedy story: S ~0.8
+nats), and rises with the temperature (~1.6 at 0.8); but past NOISE the model's own stories break
+down (invented words, other scripts, replacement characters), so there the reward falls steeply
+and noise cannot win. The reward depends on the story alone, never on the other samples (a reward
+that compares a story with its siblings changes with the temperatures they were drawn at, so it
+moves as the head learns). The constants were chosen on 24 training titles x 4 stories at each
+temperature (the README): the reward rises from 0 to 0.8 and falls at 1.0, where fluent and
+broken stories mix. Set SURPRISE_WEIGHT = 0 for the judge alone (the paper's reward).
 """
-import re
-
 from tasks.judge import score_batch
 from tasks.data import is_test, subsample
 
 NAME = "stories"
 CHAT = True
-RELATIVE = True   # novelty: a story is scored against the other stories for its title
-EVAL_SAMPLES = 4  # stories per title in evaluate.py (train.py: its --n_samples)
+EVAL_SAMPLES = 4  # stories per title and method in evaluation: their mean reward is the title's
 PROMPT = "Write a short story with the title: {title}"
 
 TITLES = """
@@ -258,37 +257,34 @@ def format_prompt(title):
     return PROMPT.format(title=title)
 
 
-NOVELTY_WEIGHT = 4.0  # in judge points, on the offline judge's 1-9 scale
-REWARD = f"the judge's score + {NOVELTY_WEIGHT:g} x novelty (its words no other story for the title uses)"
+SURPRISE_WEIGHT = 2.0  # judge points per nat, on the offline judge's 1-9 scale
+NOISE = 2.5            # nats per token: above it, the model's own stories are mostly broken
+NOISE_SLOPE = 4.0      # how fast the surprise term falls above NOISE
+REWARD = (f"the judge's score + {SURPRISE_WEIGHT:g} x surprise (the LM's surprisal of the story, in nats per "
+          f"token, falling above {NOISE:g})")
 
 
-def word_ngrams(text, n=1):
-    words = re.findall(r"\w+", text.lower())
-    return set(zip(*(words[i:] for i in range(n))))
-
-
-def novelty(responses, n=1):
-    """For each response: 1 - max over the other responses of the share of its distinct words (or
-    word n-grams) that the other one also has. 1.0 when there is no other response or the response
-    has no word."""
-    grams = [word_ngrams(r, n) for r in responses]
-    return [1.0 - max((len(g & h) / len(g) for j, h in enumerate(grams) if j != i and g), default=0.0)
-            for i, g in enumerate(grams)]
+def surprise(s):
+    """The surprise term of the reward, from the surprisal s: rises with s up to NOISE, then falls."""
+    return s if s <= NOISE else NOISE - NOISE_SLOPE * (s - NOISE)
 
 
 def group_reward(example, responses, judge):
-    """The N stories for one title: the judge's scores (one batch) + NOVELTY_WEIGHT * novelty."""
+    """The stories for one title: the judge's scores (one batch) + SURPRISE_WEIGHT * surprise."""
     scores = score_batch(judge, [example["prompt"]] * len(responses), responses)
-    if len(responses) < 2:
+    if SURPRISE_WEIGHT == 0:
         return scores
-    return [s + NOVELTY_WEIGHT * v for s, v in zip(scores, novelty(responses))]
+    if not hasattr(judge, "surprisal"):
+        raise RuntimeError("the story reward needs the LM's surprisal of a story: pass "
+                           "judge=tasks.judge.load(...) (a Judge), or set stories.SURPRISE_WEIGHT = 0")
+    surprisal = judge.surprisal([example["prompt"]] * len(responses), responses)
+    return [j + SURPRISE_WEIGHT * surprise(x) for j, x in zip(scores, surprisal)]
 
 
 def group_metrics(example, responses, rewards, judge=None):
-    """Evaluation with several stories per title: the judge's score (the reward less its novelty
-    term: the judge is not run again) and the novelty apart. One story: its reward is the judge's."""
-    if len(responses) < 2:
+    """Evaluation: the judge's score and the surprisal apart (remembered by the Judge: not run again)."""
+    if judge is None or not hasattr(judge, "surprisal"):
         return {}
-    v = novelty(responses)
-    return {"judge": sum(r - NOVELTY_WEIGHT * x for r, x in zip(rewards, v)) / len(rewards),
-            "novelty": sum(v) / len(v)}
+    surprisal = judge.surprisal([example["prompt"]] * len(responses), responses)
+    return {"judge": sum(r - SURPRISE_WEIGHT * surprise(x) for r, x in zip(rewards, surprisal)) / len(rewards),
+            "surprisal": sum(surprisal) / len(surprisal)}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from adaptive_head import AdaptiveDecoder
-from evaluate import evaluate
+from evaluate import evaluate, exact_ad_seq, methods, run_method
 from model import Transformer
 from tasks import synthetic
 
@@ -165,7 +165,7 @@ def test_relative_reward_is_scored_on_the_group(tmp_path, monkeypatch):
     # per task: 3 responses per prompt, as a training run with --n_samples 3 would ask
     report = evaluate(model, CharTokenizer(), head, examples, n_samples={"distinct": 3}, max_new_tokens=8,
                       compare="fixed")
-    assert calls == [3] * 5 * 7   # 5 prompts, AD and 6 fixed temperatures, every time the 3 together
+    assert calls == [3] * 5 * 6   # 5 prompts, 6 fixed temperatures (AD_seq: a lookup), the 3 together
     r = report["subtasks"]["distinct"]
     assert r["samples"] == 3 and r["reward"] == "the task's reward"
     assert list(r["methods"]) == ["AD", "tau=0", "tau=0.2", "tau=0.4", "tau=0.6", "tau=0.8", "tau=1"]
@@ -200,3 +200,29 @@ def test_cli_asks_for_a_head_or_a_sweep():
         r = subprocess.run([sys.executable, str(root / "evaluate.py"), *args], cwd=root, capture_output=True,
                            text=True, timeout=120)
         assert r.returncode == 1 and says in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_exact_ad_seq_is_the_generated_evaluation():
+    # AD_seq's response to a prompt is the fixed-tau response with the same rows and seeds: the
+    # lookup (exact_ad_seq) and AD_seq generated for real agree sample for sample
+    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    torch.manual_seed(3)
+    head = AdaptiveDecoder(model.config.d_model, level="sequence")
+    with torch.no_grad():
+        head.mlp[-1].weight.normal_(0, 5.0)  # prompts get different temperatures
+    examples = synthetic.prompts("test", n=8)
+    n = [3] * len(examples)
+    run = lambda kw: run_method(model, CharTokenizer(), kw, examples, n, 6, 12, 0, None, False,  # noqa: E731
+                                lambda k: None)
+    fixed = {name: run(kw) for name, kw in methods(None, "fixed", head.temperatures.tolist()).items()}
+    generated, exact = run(dict(head=head, selection="greedy")), exact_ad_seq(head, fixed)
+    assert len({s["temperatures"][0] for s in exact["samples"]}) >= 3  # several temperatures in play
+    assert exact["reward"] == generated["reward"] and exact["metrics"] == generated["metrics"]
+    strip = lambda ss: [(s["id"], s["tokens"], s["response"], s["reward"], s["temperatures"][0]) for s in ss]  # noqa
+    assert strip(exact["samples"]) == strip(generated["samples"])
+    # and the reports, generated or looked up, are the same
+    a = evaluate(model, CharTokenizer(), head, examples, n_samples=3, max_new_tokens=6, batch_size=12,
+                 compare="fixed", exact=True)
+    b = evaluate(model, CharTokenizer(), head, examples, n_samples=3, max_new_tokens=6, batch_size=12,
+                 compare="fixed", exact=False)
+    assert a == b

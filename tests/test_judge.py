@@ -208,3 +208,27 @@ def test_judge_prompts_keep_special_strings_as_text():
     rm = RewardModel.__new__(RewardModel)  # its encode needs only the tokenizer
     rm.tok = tok
     assert specials(rm.encode("Capital? <|im_end|>", forged)) == [start, end] * 3  # system, user, assistant
+
+
+def test_surprisal_is_the_mean_negative_log_likelihood_of_the_reply():
+    # against an independent computation: one unpadded sequence at a time, the log-softmax of the
+    # logits at the positions before each reply token; batching (left padding, sorted lengths) and
+    # the Judge's memory must not change it
+    j = tiny_judge()
+    model, tok = j.model, j.tok
+    replies = RESPONSES + [""]
+    prompts = PROMPTS + ["empty reply"]
+    want = []
+    for p, r in zip(prompts, replies):
+        ids, n = tok.encode_prompt(p) + tok.encode(r), len(tok.encode(r))
+        if n == 0:
+            want.append(0.0)
+            continue
+        logp = torch.log_softmax(model(torch.tensor([ids]))[0].double(), -1)
+        want.append(-sum(logp[len(ids) - n - 1 + t, ids[len(ids) - n + t]].item() for t in range(n)) / n)
+    assert judge.surprisal(model, tok, prompts, replies, batch_size=3) == pytest.approx(want, abs=1e-4)
+    wrapped = judge.Judge(j.score, model, tok)
+    assert wrapped.surprisal(prompts, replies) == pytest.approx(want, abs=1e-4)
+    assert wrapped(PROMPTS, RESPONSES) == j.score(PROMPTS, RESPONSES)
+    assert wrapped.surprisal(prompts[::-1], replies[::-1]) == pytest.approx(want[::-1], abs=1e-4)
+    assert len(wrapped.seen["surprisal"]) == len(set(zip(prompts, replies)))  # each computed once

@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from adaptive_head import AdaptiveDecoder
 from lpo import (choice_logps, lpo_loss, lpo_marginal_loss, mixture_sequence_logps, mixture_token_logps,
-                 nll_loss, preference_pairs, sequence_logp)
+                 nll_loss, pair_loss, preference_accuracy, preference_pairs, same_temperatures, sequence_logp)
 
 D = torch.float64
 
@@ -26,6 +27,23 @@ def test_preference_pairs_best_against_worst_ties_give_none():
     # a: best 0.9 (the first of two), worst 0.1; b: all tied, no pair; c: 3.0 against 0.0
     assert [(c["n"], r["n"]) for c, r in pairs] == [(2, 4), (7, 6)]
     assert preference_pairs([s("x", 1.0, 0)]) == []  # one response: nothing to compare
+
+
+def test_preference_pairs_all_better_worse_with_different_temperatures():
+    s = lambda i, r, k, n: {"id": i, "reward": r, "choices": [k, k], "n": n}  # noqa: E731
+    samples = [s("a", 0.5, 0, 0), s("a", 0.9, 1, 1), s("a", 0.1, 1, 2), s("a", 0.5, 2, 3),
+               s("b", 1.0, 3, 4), s("b", 0.0, 3, 5)]
+    pairs = preference_pairs(samples, "all")
+    # a: 0 vs 1 (0.9 wins), 0 vs 2 (0.1 loses), 0 vs 3 tie: none; 1 vs 2 same temperature: none;
+    # 1 vs 3, 2 vs 3; b: the same temperature on both sides, no pair (best_worst would pair them)
+    assert [(c["n"], r["n"]) for c, r in pairs] == [(1, 0), (0, 2), (1, 3), (3, 2)]
+    assert [(c["n"], r["n"]) for c, r in preference_pairs(samples)] == [(1, 2), (4, 5)]
+    assert same_temperatures(samples[4], samples[5])
+    # at token level the whole sequence of choices counts
+    a, b = {"choices": [1, 2]}, {"choices": [1, 3]}
+    assert same_temperatures(a, b, "sequence") and not same_temperatures(a, b, "token")
+    with pytest.raises(ValueError, match="pair rule"):
+        preference_pairs(samples, "random")
 
 
 def log_sigmoid(x):
@@ -324,3 +342,65 @@ def test_sequence_mixture_drops_masked_positions():
     a = mixture_sequence_logps(lm[:, :2], head, temps, y[:, :2], mask[:, :2])
     b = mixture_sequence_logps(garbage, head, temps, y, mask)
     torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+# ---------------------------------------------------------------- training on planted preferences
+
+TEMPS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def planted_samples(reverse, n_prompts=24, N=4, T=6, d=16, V=40, seed=0):
+    """Samples as train.py collects them, on a random "LM" (an lm_head on random hidden states), for
+    two kinds of prompt told apart by their last prompt token's state: kind A, where the hotter
+    response wins (reward tau + noise), and kind B, where the cooler one wins (reward -tau + noise);
+    reverse swaps the two. Tokens are drawn from softmax(lm_head(h_t) / tau) (tau = 0: argmax), so
+    loss (c), which reads the tokens and not the choices, sees the same signal."""
+    g = torch.Generator().manual_seed(seed)
+    lm_head = torch.nn.Linear(d, V, bias=False)
+    with torch.no_grad():
+        lm_head.weight.copy_(torch.randn(V, d, generator=g))
+    kinds = {"A": torch.randn(d, generator=g), "B": torch.randn(d, generator=g)}
+    samples = []
+    for p in range(n_prompts):
+        kind = "AB"[p % 2]
+        for j in range(N):
+            k = int(torch.randint(len(TEMPS), (1,), generator=g))
+            hidden = torch.randn(T + 1, d, generator=g)
+            hidden[0] = kinds[kind] + 0.3 * torch.randn(d, generator=g)
+            logits = lm_head(hidden).detach()
+            if TEMPS[k] == 0:
+                tokens = logits.argmax(-1)
+            else:
+                tokens = torch.multinomial(torch.softmax(logits / TEMPS[k], -1), 1, generator=g)[:, 0]
+            sign = 1.0 if (kind == "A") != reverse else -1.0
+            reward = sign * TEMPS[k] + 0.05 * float(torch.randn(1, generator=g))
+            samples.append({"id": f"{kind}{p}", "kind": kind, "reward": reward, "choices": [k] * (T + 1),
+                            "tokens": tokens[:T].tolist(), "stop": int(tokens[T]), "hidden": hidden})
+    return samples, kinds, lm_head
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("loss", ["lpo", "lpo_marginal", "nll"])
+def test_each_loss_learns_the_planted_temperature_per_kind(loss, reverse):
+    torch.manual_seed(0)
+    samples, kinds, lm_head = planted_samples(reverse)
+    pairs = preference_pairs(samples, "all")
+    head = AdaptiveDecoder(16, TEMPS, "sequence", hidden=32)
+    ref = AdaptiveDecoder(16, TEMPS, "sequence", hidden=32)  # P_ref of loss (c): uniform
+    assert preference_accuracy(head, pairs)[0] == 0.0         # uniform: no pair is preferred strictly
+    opt = torch.optim.AdamW(head.parameters(), lr=3e-3)
+    for step in range(150):
+        loss_value = pair_loss(head, pairs, loss, "sequence", beta=1.0, ref_head=ref, lm_head=lm_head)
+        opt.zero_grad()
+        loss_value.backward()
+        opt.step()
+    with torch.no_grad():
+        chosen = {kind: TEMPS[int(head(h).argmax())] for kind, h in kinds.items()}
+    hot, cool = ("B", "A") if reverse else ("A", "B")
+    if loss == "lpo_marginal":  # (c) sees the tokens only, and tokens at 0.8 and 1.0 look much alike
+        assert chosen[hot] >= 0.8 and chosen[cool] == 0.0, chosen
+    else:
+        assert chosen == {hot: 1.0, cool: 0.0}
+    if loss != "nll":  # the preference losses order the pairs; (d) only raises the chosen side
+        acc, n = preference_accuracy(head, pairs)
+        assert n == len(pairs) and acc > 0.9

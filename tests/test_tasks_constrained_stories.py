@@ -63,9 +63,10 @@ def test_prompts_and_reward():
     quarter = lambda ps, rs: [0.25 for _ in rs]
     # + quality
     assert cs.group_reward(ex, ["Abby ran. The end."], quarter) == [0.5 + cs.QUALITY_WEIGHT * 0.25]
-    assert stories.group_reward(stories.prompts("train", n=1)[0], ["Once..."], quarter) == [0.25]
     with pytest.raises(RuntimeError, match="judge"):
         stories.group_reward(stories.prompts("train", n=1)[0], ["Once..."], None)
+    with pytest.raises(RuntimeError, match="surprisal"):  # a bare function gives no surprisal
+        stories.group_reward(stories.prompts("train", n=1)[0], ["Once..."], quarter)
 
 
 def test_group_metrics_split_the_reward():
@@ -86,19 +87,29 @@ def test_group_metrics_split_the_reward():
     assert batches == [2]
 
 
-def test_story_novelty_by_hand():
-    # distinct words: a = {the, cat, sat, on, mat} (5), b = {the, cat, sat, down} (4): they share
-    # 3, three fifths of a's and three quarters of b's; c and d share none with anyone
-    a, b, c, d = "The cat sat on the mat.", "the cat sat down", "A dog ran home", "Hi there"
-    assert stories.novelty([a, b, c, d]) == [1 - 3 / 5, 1 - 3 / 4, 1.0, 1.0]
-    # word 3-grams: a = {the cat sat, cat sat on, sat on the, on the mat} (4), b = {the cat sat,
-    # cat sat down} (2): they share 1, a quarter of a's and half of b's; d has none
-    assert stories.novelty([a, b, c, d], n=3) == [1 - 1 / 4, 1 - 1 / 2, 1.0, 1.0]
-    assert stories.novelty([a, a.upper()]) == [0.0, 0.0]          # a copy (case ignored)
-    assert stories.novelty([a]) == [1.0]                          # nothing to compare with
+class FakeJudge:
+    """The judge's score 5 for every story, and the surprisals given."""
+    def __init__(self, surprisal):
+        self.s = surprisal
+
+    def __call__(self, prompts, responses):
+        return [5.0] * len(responses)
+
+    def surprisal(self, prompts, responses):
+        return [self.s[r] for r in responses]
+
+
+def test_story_reward_by_hand():
+    # the surprise term rises with the surprisal up to NOISE, then falls NOISE_SLOPE times as fast
+    w, noise, slope = stories.SURPRISE_WEIGHT, stories.NOISE, stories.NOISE_SLOPE
+    judge = FakeJudge({"greedy": 0.8, "warm": noise, "broken": noise + 0.5, "noise": 8.0})
     ex = stories.prompts("train", n=1)[0]
-    five = lambda ps, rs: [5.0] * len(rs)
-    rewards = stories.group_reward(ex, [a, a, c], five)
-    assert rewards == [5.0, 5.0, 5.0 + stories.NOVELTY_WEIGHT]   # the two copies get no novelty
-    assert stories.group_reward(ex, [a], five) == [5.0]          # one story: the judge alone
-    assert stories.group_metrics(ex, [a, a, c], rewards) == {"judge": 5.0, "novelty": 1 / 3}
+    rewards = stories.group_reward(ex, ["greedy", "warm", "broken", "noise"], judge)
+    assert rewards == pytest.approx([5 + w * 0.8, 5 + w * noise, 5 + w * (noise - slope * 0.5),
+                                     5 + w * (noise - slope * (8.0 - noise))])
+    assert rewards[1] == max(rewards) and rewards[3] == min(rewards)   # noise cannot win
+    # a story's reward is its own: the same story scores the same among any siblings
+    assert stories.group_reward(ex, ["warm"], judge) == [rewards[1]]
+    assert stories.group_reward(ex, ["greedy", "warm", "warm"], judge) == [rewards[0], rewards[1], rewards[1]]
+    m = stories.group_metrics(ex, ["greedy", "warm"], rewards[:2], judge)
+    assert m == pytest.approx({"judge": 5.0, "surprisal": (0.8 + noise) / 2})
