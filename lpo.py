@@ -237,7 +237,8 @@ def pair_loss(head, pairs, loss="lpo", level="sequence", beta=1.0, ref_head=None
     needs ref_head (P_ref) and the LM's lm_head."""
     chosen, rejected = stack_side(pairs, 0, device), stack_side(pairs, 1, device)
     if loss == "lpo":                                                    # loss (a), Eq. 10
-        return lpo_loss(temperature_logp(head, chosen, level), temperature_logp(head, rejected, level), beta)[0]
+        logp_c, logp_r = temperature_logp(head, chosen, level), temperature_logp(head, rejected, level)
+        return lpo_loss(logp_c, logp_r, beta)[0]
     if loss == "nll":                                                    # baseline (d)
         return nll_loss(temperature_logp(head, chosen, level))
     if loss != "lpo_marginal":

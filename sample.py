@@ -48,6 +48,7 @@ class Generation:
     stops: list                  # per row, the stop token that ended it, or None (max_new_tokens reached)
     prompt_hidden: torch.Tensor | None = None  # (B, d) the final hidden state at the last prompt token:
                                                # what AD_seq chooses its one temperature from
+    logprobs: list | None = None  # per row, log p(token) of each new token under the LM at temperature 1
 
 
 def choose_temperature(head, h, selection="sample", explore=0.0, generator=None):
@@ -201,6 +202,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
     prompt_hidden = h
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
+    logprobs = torch.zeros((B, max_new_tokens), device=device)  # the LM's own log p of each token drawn
     hidden, done = [], torch.zeros(B, dtype=torch.bool, device=device)
     for step in range(max_new_tokens):
         if head is not None and (head.level == "token" or step == 0):   # AD_tok: every step; AD_seq: once
@@ -209,6 +211,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
             temp = edt_temperature(logits, *edt)
         tok = sample_next(logits, temp, top_p, min_p, gen).masked_fill(done, pad_id)
         out[:, step] = tok
+        logprobs[:, step] = logits.float().gather(-1, tok[:, None])[:, 0] - torch.logsumexp(logits.float(), -1)
         if head is not None:
             choices[:, step] = k
         if keep_hidden:
@@ -225,7 +228,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
                       hidden=torch.stack(hidden, dim=1) if keep_hidden else None,
                       temperatures=head.temperatures if head is not None else None,
                       stops=[row[len(t)] if len(t) < len(row) else None for row, t in zip(rows, tokens)],
-                      prompt_hidden=prompt_hidden)
+                      prompt_hidden=prompt_hidden,
+                      logprobs=[lp[:len(t)] for lp, t in zip(logprobs[:, :step + 1].tolist(), tokens)])
 
 
 def cut_at_stop(rows, choices, stop_ids):

@@ -81,7 +81,7 @@ p.add_argument("--pairs", default="all", choices=PAIR_RULES, help="a prompt's tr
                "(best_worst, the paper's rule)")
 p.add_argument("--beta", type=float, default=1.0)
 p.add_argument("--lr", type=float, default=1e-3)
-p.add_argument("--epochs", type=int, default=20)
+p.add_argument("--epochs", type=int, default=5, help="passes over all pairs so far, each round")
 p.add_argument("--batch_size", type=int, default=64, help="rows per generation batch")
 p.add_argument("--train_batch_size", type=int, default=32, help="pairs per optimizer step")
 p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -104,8 +104,8 @@ p.add_argument("--compile", action="store_true", help="generate with a compiled 
 args = p.parse_args()
 # every setting in its range before anything is loaded or written
 check_settings(args, at_least={"n_samples": (2, ": a pair needs two responses to a prompt"),
-                               "max_new_tokens": 1, "prompts_per_round": 1, "test_prompts": 1, "val_prompts": 1,
-                               "rounds": 0,
+                               "max_new_tokens": 1, "prompts_per_round": 1, "test_prompts": 1,
+                               "val_prompts": 1, "rounds": 0,
                                "epochs": 1, "batch_size": 1, "train_batch_size": 1, "beta": 0, "lr": 0},
                between={"explore": (0, 1)})
 temperatures = parse_temperatures(args.temperatures)
@@ -128,7 +128,7 @@ if args.data_dir:
     os.environ["LPO_DATA_DIR"] = args.data_dir
 try:  # the task first: a bad --task is reported before minutes of model loading
     train_examples = tasks.prompts(args.task, "train")
-    val_examples = tasks.prompts(args.task, "train", n=args.val_prompts, seed=args.seed)  # the validation split
+    val_examples = tasks.prompts(args.task, "train", n=args.val_prompts, seed=args.seed)  # validation split
     val_ids = {ex["id"] for ex in val_examples}
     train_examples = [ex for ex in train_examples if ex["id"] not in val_ids]       # the rounds' prompts
     test_examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
@@ -211,6 +211,7 @@ def collect(name, examples, head):
                          explore=args.explore, stop_ids=tok.stop_ids, seed=seed, keep_hidden=True,
                          compile=args.compile)
             responses = [tok.decode(t) for t in g.tokens]
+            judge.remember_surprisal([exs[j // N]["prompt"] for j in range(len(prompts))], responses, g.logprobs)
             rewards = tasks.rewards(exs, responses, judge)
             batch = [{"id": exs[j // N]["id"], "kind": tasks.subtask(exs[j // N]), "response": responses[j],
                       "tokens": g.tokens[j], "stop": g.stops[j], "choices": g.choices[j],
@@ -283,8 +284,8 @@ def learning_metric(head, fixed):
     if args.level == "sequence":
         ad = exact_ad_seq(head, fixed)
     else:
-        ad = run_method(model, tok, dict(head=head, selection="greedy"), val_examples, val_n, args.max_new_tokens,
-                        args.batch_size, args.seed, judge, args.compile, lambda k: None)
+        ad = run_method(model, tok, dict(head=head, selection="greedy"), val_examples, val_n,
+                        args.max_new_tokens, args.batch_size, args.seed, judge, args.compile, lambda k: None)
     pooled = pooled_win_rates({"AD": ad["reward"], **{n: r["reward"] for n, r in fixed.items()}}, val_subtask,
                               list(fixed))
     wins = {name: m["ad_win_rate"] for name, m in pooled["methods"].items()}
@@ -312,10 +313,10 @@ n_eval = sum(samples_per_prompt(test_examples, eval_samples))
 n_methods = len(methods(None, args.compare, temperatures)) + (args.level == "token" or args.compare == "none")
 n_round = len(round_prompts(random.Random(args.seed)))
 per_batch = max(1, args.batch_size // args.n_samples)
-print(f"plan: 1) validation: {len(temperatures)} temperatures x {sum(val_n)} responses to {len(val_examples)} "
-      f"training prompts; 2) {args.rounds} round{'s' * (args.rounds != 1)}: {n_round} prompts x {args.n_samples} "
-      f"samples, then {args.epochs} epochs on all pairs so far; 3) evaluation: {n_methods} methods x {n_eval} "
-      f"responses to {len(test_examples)} held-out prompts")
+print(f"plan: 1) validation: {len(temperatures)} temperatures x {sum(val_n)} responses to "
+      f"{len(val_examples)} training prompts; 2) {args.rounds} round{'s' * (args.rounds != 1)}: {n_round} "
+      f"prompts x {args.n_samples} samples, then {args.epochs} epochs on all pairs so far; 3) evaluation: "
+      f"{n_methods} methods x {n_eval} responses to {len(test_examples)} held-out prompts")
 if args.model == "smollm2" and args.device == "cpu":  # rates measured with the default run on 2 cores
     responses = len(temperatures) * sum(val_n) + n_methods * n_eval
     if args.level == "token":
@@ -443,8 +444,8 @@ for r in range(start_round, args.rounds):
     save_atomic(lambda tmp: torch.save(opt.state_dict(), tmp), out / f"opt_round{r + 1}.pt")
     save_head(head, head_path(r + 1))
     acc, n_acc = preference_accuracy(head, all_pairs, args.level, args.device)
-    print(f"round {r + 1} done in {time.time() - t0:.0f}s: train preference accuracy {acc:.3f} ({n_acc} pairs "
-          f"with different temperatures); validation: {metric_line(*validation(r + 1))}", flush=True)
+    print(f"round {r + 1} done in {time.time() - t0:.0f}s: train preference accuracy {acc:.3f} ({n_acc} "
+          f"pairs with different temperatures); validation: {metric_line(*validation(r + 1))}", flush=True)
 
 # -----------------------------------------------------------------------------
 # the head: the round whose validation win rate against its strongest fixed temperature is best

@@ -22,8 +22,9 @@ Optional (default):
     group_reward(example, responses, judge) -> [float]
                               the rewards of the N responses to one prompt, all at once: for tasks
                               scored by a judge (run on the N in one batch) or relative to the other
-                              responses (the synthetic varied kind). judge: a tasks.judge.Judge or a function
-                              (prompts, responses) -> scores, see tasks/judge.py, or None.
+                              responses (the synthetic varied kind). judge: a tasks.judge.Judge
+                              (called with (prompts, responses) -> scores; .surprisal), or a plain
+                              function (prompts, responses) -> scores, or None.
                               (default: reward() of each response)
     group_metrics(example, responses, rewards, judge) -> {name: float}
                               evaluation metrics of a prompt's responses, e.g. maj@8, the
@@ -40,7 +41,8 @@ Optional (default):
     REWARD                    what the reward is, in words, said wherever win rates are reported
                               ("the task's reward")
     RELATIVE                  True: a response's reward depends on the other responses to its prompt
-                              (the synthetic varied kind): evaluation draws as many per prompt as training did and
+                              (the synthetic varied kind): evaluation draws as many per prompt as
+                              training did and
                               scores them together, the reward that was trained (False)
     EVAL_SAMPLES              responses per prompt and method in evaluation (1); for a RELATIVE
                               task, what evaluate.py draws unless told (train.py: its --n_samples)

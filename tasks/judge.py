@@ -55,6 +55,12 @@ class Judge:
         return self._once("surprisal", lambda ps, rs: surprisal(self.model, self.tok, ps, rs),
                           list(prompts), list(responses))
 
+    def remember_surprisal(self, prompts, responses, logprobs):
+        """What generation already knows: the LM's log-probability of each token it drew (sample.py's
+        Generation.logprobs). Their mean is the surprisal, without running the LM again."""
+        for p, r, lp in zip(prompts, responses, logprobs):
+            self.seen["surprisal"].setdefault((p, r), -sum(lp) / len(lp) if lp else 0.0)
+
 
 def surprisal(model, tok, prompts, responses, batch_size=8):
     """The LM's own surprisal of each response as the reply to its prompt (a user message in the
@@ -76,7 +82,7 @@ def surprisal(model, tok, prompts, responses, batch_size=8):
         pad = torch.tensor([T - len(seqs[i]) for i in rows], device=device)
         with torch.no_grad():
             logp = torch.log_softmax(model(idx, pad=pad if pad.any() else None).float(), dim=-1)  # (B, T, V)
-        for row, i in enumerate(rows):  # position t predicts token t + 1: the last n[i] tokens are the reply's
+        for row, i in enumerate(rows):  # position t predicts token t + 1; the last n[i] are the reply's
             target = idx[row, T - n[i]:]
             out[i] = -logp[row, T - n[i] - 1:T - 1].gather(-1, target[:, None]).mean().item()
     return out

@@ -6,7 +6,9 @@ Reward of a story (group_reward scores a title's stories in one batch):
     judge score (a reward model plugged in through tasks.judge)
     + SURPRISE_WEIGHT * surprise,   surprise = S                            if S <= NOISE
                                              = NOISE - NOISE_SLOPE (S - NOISE) above it,
-where S is the policy LM's own surprisal of the story (nats per token, tasks.judge.surprisal).
+where S is the policy LM's own surprisal of the story: the mean -log p of its tokens at
+temperature 1, in nats per token (recorded by generation as it samples; tasks.judge.surprisal
+computes it for any text).
 Why: the paper's AD learns high temperatures for stories, so its reward model (ArmoRM-8B) must
 prefer what higher temperatures bring there, variety and originality. The offline judge
 (SmolLM2-135M rating stories 1-9) does not: its mean scores hardly change with the temperature.
@@ -286,5 +288,5 @@ def group_metrics(example, responses, rewards, judge=None):
     if judge is None or not hasattr(judge, "surprisal"):
         return {}
     surprisal = judge.surprisal([example["prompt"]] * len(responses), responses)
-    return {"judge": sum(r - SURPRISE_WEIGHT * surprise(x) for r, x in zip(rewards, surprisal)) / len(rewards),
-            "surprisal": sum(surprisal) / len(surprisal)}
+    judged = [r - SURPRISE_WEIGHT * surprise(x) for r, x in zip(rewards, surprisal)]
+    return {"judge": sum(judged) / len(judged), "surprisal": sum(surprisal) / len(surprisal)}

