@@ -61,41 +61,48 @@ def samples_per_prompt(examples, n_samples=None):
 
 def run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge, compile,
                progress):
-    """One method on the examples, n_per_prompt[i] responses to example i, in batches of prompts
-    that want the same number. The N responses to a prompt are scored together by the task's reward
-    (tasks.rewards: a relative reward compares them), the reward the head was trained on.
+    """One method on the examples, n_per_prompt[i] responses to example i, in batches of at most
+    batch_size rows (a prompt's responses in one batch, subtasks mixed). The N responses to a
+    prompt are scored together by the task's reward (tasks.rewards: a relative reward compares
+    them), the reward the head was trained on.
     Returns per prompt: the mean reward, the task's metrics, the LM's final hidden state at the last
     prompt token ("states", (P, d): what AD_seq chooses from), and all the samples. The batches and
     their seeds depend only on the examples and n_per_prompt, never on the method: row for row, the
     same random numbers drive every method (what exact_ad_seq relies on)."""
-    rewards, metrics, samples, states = [], [], [], []
     temps = kw["head"].temperatures.tolist() if kw.get("head") is not None else None
+    # batches of prompts of similar lengths: a batch is left-padded to its longest prompt
+    ids = [tasks.prompt_ids(tok, ex) for ex in examples]
+    order = sorted(range(len(examples)), key=lambda i: len(ids[i]))
+    results = [None] * len(examples)  # per example: (reward, metrics, state, samples)
     b = 0
-    while b < len(examples):  # a batch: the next prompts that want n responses, batch_size // n at most
-        n, e = n_per_prompt[b], b + 1
-        while e < len(examples) and e - b < max(1, batch_size // n) and n_per_prompt[e] == n:
-            e += 1
-        exs = examples[b:e]
-        prompts = [tasks.prompt_ids(tok, ex) for ex in exs for _ in range(n)]  # row i * n + j: example i
+    while b < len(order):  # a batch: the next prompts, all their responses, batch_size rows at most
+        e, size = b + 1, n_per_prompt[order[b]]
+        while e < len(order) and size + n_per_prompt[order[e]] <= batch_size:
+            size, e = size + n_per_prompt[order[e]], e + 1
+        exs, ns = [examples[i] for i in order[b:e]], [n_per_prompt[i] for i in order[b:e]]
+        first = [sum(ns[:i]) for i in range(len(exs))]  # example i: rows first[i] ... first[i] + ns[i] - 1
+        prompts = [ids[i] for i, n in zip(order[b:e], ns) for _ in range(n)]
         g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b, compile=compile,
                      **kw)
         responses = [tok.decode(t) for t in g.tokens]
-        if hasattr(judge, "remember_surprisal"):  # the story reward reads the LM's surprisal: generation knows it
-            judge.remember_surprisal([ex["prompt"] for ex in exs for _ in range(n)], responses, g.logprobs)
-        rs = tasks.rewards(exs, responses, judge)
+        if hasattr(judge, "remember_surprisal"):  # the story reward reads the LM's surprisal: generation has it
+            judge.remember_surprisal([ex["prompt"] for ex, n in zip(exs, ns) for _ in range(n)], responses,
+                                     g.logprobs)
+        rs = tasks.rewards(exs, responses, judge, counts=ns)
         for i, ex in enumerate(exs):
-            rows = range(i * n, (i + 1) * n)
-            rewards.append(sum(rs[j] for j in rows) / n)
+            rows = range(first[i], first[i] + ns[i])
             task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the judge alone
-            metrics.append(task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows], judge))
-            states.append(g.prompt_hidden[i * n].float().cpu())
-            samples += [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
-                         "choices": g.choices[j] if g.choices else None,
-                         "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None}
-                        for j in rows]
-        progress(len(samples))
+            results[order[b + i]] = (
+                sum(rs[j] for j in rows) / ns[i],
+                task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows], judge),
+                g.prompt_hidden[first[i]].float().cpu(),
+                [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
+                  "choices": g.choices[j] if g.choices else None,
+                  "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None} for j in rows])
+        progress(sum(n_per_prompt[i] for i in order[:e]))
         b = e
-    return {"reward": rewards, "metrics": metrics, "samples": samples, "states": torch.stack(states)}
+    return {"reward": [r[0] for r in results], "metrics": [r[1] for r in results],
+            "states": torch.stack([r[2] for r in results]), "samples": [s for r in results for s in r[3]]}
 
 
 @torch.no_grad()

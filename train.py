@@ -70,7 +70,7 @@ p.add_argument("--test_prompts", type=int, default=28, help="held-out prompts (p
                "default: as many as the default run's 15 minutes on a 2-core CPU allow)")
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--max_new_tokens", type=int, default=80)
-p.add_argument("--val_prompts", type=int, default=16, help="training prompts per task set aside for the "
+p.add_argument("--val_prompts", type=int, default=12, help="training prompts per task set aside for the "
                "learning metric and the choice of the round's head (decoded once at every fixed temperature)")
 p.add_argument("--explore", type=float, default=1.0, help="while collecting, this fraction of the "
                "temperature draws ignores the head (uniform over the set): 1, the default, draws every "
@@ -96,9 +96,9 @@ p.add_argument("--data_dir", default=None, help="local copies of the datasets (e
                "else ~/.cache/lpo/data, downloading what is missing)")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--out_dir", default=None, help="default: out/<task>_<level>")
-p.add_argument("--samples_from", default=None, help="another run's directory: reuse its validation "
-               "and first-round samples, which do not depend on the loss (the loss ablation: three heads "
-               "trained on the same pairs, see the README)")
+p.add_argument("--samples_from", default=None, help="another run's directory: reuse its validation and "
+               "first-round samples (with --explore 1, every round's), which do not depend on how the head is "
+               "fitted (--loss, --lr, --epochs, --pairs...: ablations on the same samples, see the README)")
 p.add_argument("--compile", action="store_true", help="generate with a compiled decode step (torch.compile; "
                "see the README's Speed section for when it pays off)")
 args = p.parse_args()
@@ -149,17 +149,19 @@ if (out / "config.json").exists():
         sys.exit(f"error: {out} holds a run with other settings {changed}; use another --out_dir "
                  "or the same settings to resume it")
 
-if args.samples_from:  # the samples collected with the initial head depend on these settings, not on the loss
+if args.samples_from:  # samples that do not depend on how the head is fitted: reused, not generated again
     source = Path(args.samples_from)
     try:
         theirs = json.loads((source / "config.json").read_text())
     except (OSError, ValueError):
         sys.exit(f"error: --samples_from {source}: no run there (config.json missing or unreadable)")
-    training = ("loss", "beta", "lr", "epochs", "train_batch_size")
+    training = ("loss", "beta", "lr", "epochs", "train_batch_size", "pairs")
     differ = {k: (theirs.get(k), v) for k, v in config.items() if k not in training and theirs.get(k) != v}
     if differ:
         sys.exit(f"error: --samples_from {source} was collected with other settings {differ}")
-    for pattern in ("val_*.pt", "round1_*.pt"):
+    # the validation split and round 1 (drawn by the untrained head) never depend on the fit; with
+    # --explore 1 no round does (every draw is uniform): then all rounds are reused
+    for pattern in ("val_*.pt", "round*_*.pt" if args.explore == 1 else "round1_*.pt"):
         for f in sorted((source / "samples").glob(pattern)):
             if not (out / "samples" / f.name).exists():
                 shutil.copy(f, out / "samples" / f.name)
@@ -200,6 +202,8 @@ def collect(name, examples, head):
     so that a killed run loses at most the batch in flight. Returns the samples of all batches."""
     N = args.n_samples
     per_batch = max(1, args.batch_size // N)
+    # batches of prompts of similar lengths: a batch is left-padded to its longest prompt
+    examples = sorted(examples, key=lambda ex: len(tasks.prompt_ids(tok, ex)))
     batches = [examples[i:i + per_batch] for i in range(0, len(examples), per_batch)]
     prog, samples = Progress(name, len(examples) * N, "samples"), []
     for b, exs in enumerate(batches):

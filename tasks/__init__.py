@@ -48,6 +48,8 @@ Optional (default):
                               task, what evaluate.py draws unless told (train.py: its --n_samples)
     LABEL                     a line that says what the task stands in for, printed wherever its
                               results are ("": none)
+    JUDGED                    True: group_reward asks the judge for (example's prompt, response)
+                              scores; tasks.rewards then scores a whole batch in one call (False)
 Data files are found (or downloaded) by tasks.data.data_path; set LPO_DATA_DIR to a local copy.
 """
 import math
@@ -63,7 +65,7 @@ def _with_defaults(task):
         "temperature_metrics": lambda examples, samples, tok, level: {},
         "format_prompt": lambda text: text,
         "LOWER_IS_BETTER": (), "REWARD": "the task's reward", "RELATIVE": False, "EVAL_SAMPLES": 1,
-        "LABEL": "",
+        "LABEL": "", "JUDGED": False,
     }
     for name, value in defaults.items():
         if not hasattr(task, name):
@@ -109,14 +111,22 @@ def prompt_ids(tok, example):
     return tok.encode_prompt(example["prompt"]) if task.CHAT else tok.encode(example["prompt"])
 
 
-def rewards(examples, responses, judge=None):
+def rewards(examples, responses, judge=None, counts=None):
     """The task's reward of every response: responses holds N responses to each example in turn
-    (row i * N + j is the j-th to examples[i]), scored a prompt at a time. A reward that is not a
-    finite number is an error, not something to train on."""
-    n = len(responses) // len(examples)
+    (row i * N + j is the j-th to examples[i]; or counts[i] responses to example i), scored a
+    prompt at a time. A judge that remembers its scores (a tasks.judge.Judge) first scores the
+    judged tasks' responses in one batched call: the tasks' own calls then read them. A reward that
+    is not a finite number is an error, not something to train on."""
+    counts = counts or [len(responses) // len(examples)] * len(examples)
+    starts = [sum(counts[:i]) for i in range(len(examples))]
+    if hasattr(judge, "seen"):
+        rows = [(ex["prompt"], responses[s + j]) for ex, s, n in zip(examples, starts, counts)
+                if get_task(ex["task"]).JUDGED for j in range(n)]
+        if rows:
+            judge([p for p, _ in rows], [r for _, r in rows])
     out = []
-    for i, example in enumerate(examples):
-        scores = get_task(example["task"]).group_reward(example, responses[i * n:(i + 1) * n], judge)
+    for example, s, n in zip(examples, starts, counts):
+        scores = get_task(example["task"]).group_reward(example, responses[s:s + n], judge)
         for s in scores:
             if not math.isfinite(s):
                 raise ValueError(f"task {example['task']} gave the reward {s} for prompt {example['id']}; "

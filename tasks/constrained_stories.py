@@ -15,6 +15,7 @@ from tasks.stats import bootstrap_ci
 
 NAME = "constrained_stories"
 CHAT = True
+JUDGED = True  # scored by the judge: tasks.rewards batches its calls
 PREFIX = "Ab"
 # the judge's 1-9 score counts a quarter: the constraint is what the task tests, and the offline
 # judge's scores of one title's stories differ by ~1 point whatever they are, noise that at full

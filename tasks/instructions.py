@@ -13,6 +13,7 @@ from tasks.data import data_path, find_local, is_test, read_jsonl, subsample
 
 NAME = "instructions"
 CHAT = True
+JUDGED = True  # scored by the judge: tasks.rewards batches its calls
 REWARD = "the judge's score"
 
 def source_path(source=None):

@@ -26,7 +26,8 @@ from tasks.data import is_test, subsample
 
 NAME = "stories"
 CHAT = True
-EVAL_SAMPLES = 4  # stories per title and method in evaluation: their mean reward is the title's
+JUDGED = True  # scored by the judge: tasks.rewards batches its calls
+EVAL_SAMPLES = 2  # stories per title and method in evaluation: their mean reward is the title's
 PROMPT = "Write a short story with the title: {title}"
 
 TITLES = """
