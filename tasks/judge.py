@@ -204,7 +204,7 @@ class OfflineJudge:
               "on a scale from 1 (very bad) to 9 (excellent). Answer with a single digit.")
     ANSWER = "Rating: "
 
-    def __init__(self, model, tokenizer, batch_size=8, max_len=None):
+    def __init__(self, model, tokenizer, batch_size=16, max_len=None):
         self.model, self.tok = model, tokenizer
         digits = [tokenizer.encode(str(d)) for d in range(1, 10)]
         if any(len(d) != 1 for d in digits):
