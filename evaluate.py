@@ -85,7 +85,7 @@ def run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_siz
         g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b, compile=compile,
                      **kw)
         responses = [tok.decode(t) for t in g.tokens]
-        if hasattr(judge, "remember_surprisal"):  # the story reward reads the LM's surprisal: generation has it
+        if hasattr(judge, "remember_surprisal"):  # the story reward reads the surprisal: generation has it
             judge.remember_surprisal([ex["prompt"] for ex, n in zip(exs, ns) for _ in range(n)], responses,
                                      g.logprobs)
         rs = tasks.rewards(exs, responses, judge, counts=ns)

@@ -211,7 +211,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
             temp = edt_temperature(logits, *edt)
         tok = sample_next(logits, temp, top_p, min_p, gen).masked_fill(done, pad_id)
         out[:, step] = tok
-        logprobs[:, step] = logits.float().gather(-1, tok[:, None])[:, 0] - torch.logsumexp(logits.float(), -1)
+        z = logits.float()
+        logprobs[:, step] = z.gather(-1, tok[:, None])[:, 0] - torch.logsumexp(z, -1)
         if head is not None:
             choices[:, step] = k
         if keep_hidden:

@@ -72,10 +72,11 @@ p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--max_new_tokens", type=int, default=80)
 p.add_argument("--val_prompts", type=int, default=10, help="training prompts per task set aside for the "
                "learning metric and the choice of the round's head (decoded once at every fixed temperature)")
-p.add_argument("--explore", type=float, default=1.0, help="while collecting, this fraction of the "
-               "temperature draws ignores the head (uniform over the set): 1, the default, draws every "
-               "temperature equally often in every round (what measured best, see the README); "
-               "0: the paper's on-policy sampling")
+p.add_argument("--explore", type=float, default=None, help="while collecting, this fraction of the "
+               "temperature draws ignores the head (uniform over the set). Default: 1 at sequence level, "
+               "every temperature drawn equally often in every round (see the README); 0.5 at token level, "
+               "where uniform draws at every token would make every response a random mix. 0: the paper's "
+               "on-policy sampling")
 p.add_argument("--pairs", default="all", choices=PAIR_RULES, help="a prompt's training pairs: every "
                "better/worse pair with different temperatures (all), or its best against its worst response "
                "(best_worst, the paper's rule)")
@@ -97,8 +98,9 @@ p.add_argument("--data_dir", default=None, help="local copies of the datasets (e
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--out_dir", default=None, help="default: out/<task>_<level>")
 p.add_argument("--samples_from", default=None, help="another run's directory: reuse its validation and "
-               "first-round samples (with --explore 1, every round's), which do not depend on how the head is "
-               "fitted (--loss, --lr, --epochs, --pairs...: ablations on the same samples, see the README)")
+               "first-round samples (with --explore 1, every round's), which do not depend on how the head "
+               "is fitted (--loss, --lr, --epochs, --pairs...: ablations on the same samples, see the "
+               "README)")
 p.add_argument("--compile", action="store_true", help="generate with a compiled decode step (torch.compile; "
                "see the README's Speed section for when it pays off)")
 args = p.parse_args()
@@ -109,6 +111,8 @@ check_settings(args, at_least={"n_samples": (2, ": a pair needs two responses to
                                "epochs": 1, "batch_size": 1, "train_batch_size": 1, "beta": 0, "lr": 0},
                between={"explore": (0, 1)})
 temperatures = parse_temperatures(args.temperatures)
+if args.explore is None:
+    args.explore = 1.0 if args.level == "sequence" else 0.5
 started = time.time()
 
 
@@ -215,7 +219,9 @@ def collect(name, examples, head):
                          explore=args.explore, stop_ids=tok.stop_ids, seed=seed, keep_hidden=True,
                          compile=args.compile)
             responses = [tok.decode(t) for t in g.tokens]
-            judge.remember_surprisal([exs[j // N]["prompt"] for j in range(len(prompts))], responses, g.logprobs)
+            # the story reward reads the LM's surprisal of each response: generation has it
+            judge.remember_surprisal([exs[j // N]["prompt"] for j in range(len(prompts))], responses,
+                                     g.logprobs)
             rewards = tasks.rewards(exs, responses, judge)
             batch = [{"id": exs[j // N]["id"], "kind": tasks.subtask(exs[j // N]), "response": responses[j],
                       "tokens": g.tokens[j], "stop": g.stops[j], "choices": g.choices[j],
@@ -325,7 +331,7 @@ if args.model == "smollm2" and args.device == "cpu":  # rates measured with the 
     responses = len(temperatures) * sum(val_n) + n_methods * n_eval
     if args.level == "token":
         responses += args.rounds * sum(val_n)
-    seconds = (0.25 * args.rounds * n_round * args.n_samples + 0.38 * responses) * args.max_new_tokens / 80
+    seconds = 20 + (0.42 * args.rounds * n_round * args.n_samples + 0.6 * responses) * args.max_new_tokens / 80
     print(f"about {seconds / 60:.0f} minutes on an idle 2-core CPU (the README's runs); the progress lines "
           "below say how fast it goes here")
 
