@@ -412,6 +412,7 @@ def validation(r):
 
 print(f"validation: {len(val_examples)} training prompts set aside; the untrained head (uniform: its argmax "
       f"is the first temperature): {metric_line(*validation(0))}")
+
 # -----------------------------------------------------------------------------
 # the online loop: generate -> decode -> reward -> pairs -> loss -> step, round after round
 
