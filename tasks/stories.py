@@ -261,7 +261,7 @@ def format_prompt(title):
 
 
 SURPRISE_WEIGHT = 2.0  # judge points per nat, on the offline judge's 1-9 scale
-NOISE = 2.5            # nats per token: above it, the model's own stories are mostly broken
+NOISE = 2.5            # nats per token: above it, more and more of the model's stories break down
 NOISE_SLOPE = 4.0      # how fast the surprise term falls above NOISE
 REWARD = (f"the judge's score + {SURPRISE_WEIGHT:g} x surprise (the LM's surprisal of the story, in nats per "
           f"token, falling above {NOISE:g})")
