@@ -54,6 +54,7 @@ Data files are found (or downloaded) by tasks.data.data_path; set LPO_DATA_DIR t
 """
 import math
 
+from tasks.judge import Judge
 from tasks import (arithmetic, arithmetic_vote, constrained_stories, easy_arithmetic, gsm8k, gsm8k_vote,
                    instructions, repetition, stories, synthetic)
 
@@ -119,7 +120,7 @@ def rewards(examples, responses, judge=None, counts=None):
     is not a finite number is an error, not something to train on."""
     counts = counts or [len(responses) // len(examples)] * len(examples)
     starts = [sum(counts[:i]) for i in range(len(examples))]
-    if hasattr(judge, "seen"):
+    if isinstance(judge, Judge):  # it remembers scores: one batched call, then the tasks read them
         rows = [(ex["prompt"], responses[s + j]) for ex, s, n in zip(examples, starts, counts)
                 if get_task(ex["task"]).JUDGED for j in range(n)]
         if rows:
