@@ -31,7 +31,6 @@ class AdaptiveDecoder(nn.Module):
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
         self.d_model, self.hidden = int(d_model), int(hidden or d_model)
         self.level, self.base_model = level, str(base_model)
-        self.temps = temps  # plain tuple copy, for printing and checkpoints
         self.register_buffer("temperatures", torch.tensor(temps, dtype=torch.float32))
         # the 3-layer MLP of the paper, ending in K logits (one per temperature)
         d, h, K = self.d_model, self.hidden, len(temps)
@@ -59,7 +58,8 @@ class AdaptiveDecoder(nn.Module):
         return F.log_softmax(self(h), dim=-1)
 
     def extra_repr(self):
-        return f"level={self.level!r}, temperatures={self.temps}, base_model={self.base_model!r}"
+        temps = ", ".join(f"{t:g}" for t in self.temperatures.tolist())
+        return f"level={self.level!r}, temperatures=({temps}), base_model={self.base_model!r}"
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -67,7 +67,7 @@ class AdaptiveDecoder(nn.Module):
         """Save weights plus everything needed to rebuild the head and check it fits a model."""
         torch.save({
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-            "temperatures": list(self.temps),
+            "temperatures": self.temperatures.tolist(),
             "level": self.level,
             "base_model": self.base_model,
             "d_model": self.d_model,

@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from cli import default_device, model_dtype
 from model import Config, Transformer
 from sample import generate
 
@@ -77,7 +78,7 @@ def copy_bandwidth(device, size=256 << 20):
     return 2 * size / statistics.median(timed(lambda: y.copy_(x), device) for _ in range(5))
 
 
-def main():
+def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="smollm2", help="weights to load (ignored with --shape)")
     p.add_argument("--shape", default=None, choices=list(SHAPES), help="random weights of this shape instead")
@@ -85,24 +86,93 @@ def main():
     p.add_argument("--prompt_len", type=int, default=32)
     p.add_argument("--new_tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", default=default_device())
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="default: bf16 on CUDA, fp32 on the CPU")
     p.add_argument("--no_hf", action="store_true", help="skip the transformers comparison")
     p.add_argument("--adaptive", action="store_true", help="also time token-level adaptive decoding "
                    "(a head choosing among 6 temperatures before every token) against sampling at 0.7")
     p.add_argument("--compile", action="store_true", help="also time the compiled decode step")
-    args = p.parse_args()
-    dtype = getattr(torch, args.dtype)
+    return p.parse_args()
 
-    if args.shape:
-        torch.manual_seed(0)
-        with torch.device(args.device):
-            model = Transformer(SHAPES[args.shape]).to(dtype)
-        for prm in model.parameters():  # small weights keep the activations in range
-            torch.nn.init.normal_(prm, std=0.02)
-        model.eval().requires_grad_(False)
-    else:
-        model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
+
+def build_model(args, dtype):
+    """The weights of --model, or random ones of the --shape given."""
+    if not args.shape:
+        return Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
+    torch.manual_seed(0)
+    with torch.device(args.device):
+        model = Transformer(SHAPES[args.shape]).to(dtype)
+    for prm in model.parameters():  # small weights keep the activations in range
+        torch.nn.init.normal_(prm, std=0.02)
+    return model.eval().requires_grad_(False)
+
+
+def bench_greedy(model, hf, prompts, args, bytes_per_token, bandwidth):
+    """Greedy decoding of one batch of prompts: ours (eager, and compiled with --compile) and
+    transformers' (hf, unless None), timed alternately; one line each."""
+    B = len(prompts)
+    ours = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.0)
+    compiled = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.0, compile=True)
+    theirs = lambda: hf.generate(prompts.to(args.device),
+                                 attention_mask=torch.ones_like(prompts).to(args.device),
+                                 max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                                 do_sample=False)
+    eager_tokens = ours().tokens  # warm up (allocator, kernels)
+    if args.compile:
+        t_compile = timed(compiled, args.device)  # the first call of this shape compiles it
+        same_compiled = compiled().tokens == eager_tokens
+    if hf is not None:
+        same = theirs()[:, args.prompt_len:].tolist() == eager_tokens
+    runs = {"ours": ours, **({"compiled": compiled} if args.compile else {}),
+            **({"transformers": theirs} if hf is not None else {})}
+    times = {name: [] for name in runs}
+    for _ in range(args.repeats):  # alternating, so that the machine's drift hits all alike
+        for name, fn in runs.items():
+            times[name].append(timed(fn, args.device))
+    n = B * args.new_tokens
+    tps = {name: n / statistics.median(t) for name, t in times.items()}
+    for name in runs:
+        if name == "transformers":
+            continue
+        line = f"batch {B:3d}: {name:8s} {tps[name]:8.1f} tok/s"
+        if B == 1:
+            streamed = bytes_per_token * tps[name]
+            line += f" ({streamed / 1e9:.1f} GB/s of weights, {streamed / bandwidth:.0%} of bandwidth)"
+        if name == "compiled":
+            compile_s = t_compile - statistics.median(times[name])
+            line += f" | compile {compile_s:.0f}s | same tokens: {same_compiled}"
+        if hf is not None:
+            line += f" | {tps[name] / tps['transformers']:.2f}x transformers"
+        print(line, flush=True)
+    if hf is not None:
+        print(f"batch {B:3d}: transformers {tps['transformers']:8.1f} tok/s | same tokens: {same}",
+              flush=True)
+
+
+def bench_adaptive(model, prompts, args):
+    """Token-level adaptive decoding (a head with random, non-uniform choices) against sampling at a
+    fixed temperature, on one batch of prompts; one line."""
+    from adaptive_head import AdaptiveDecoder
+    B = len(prompts)
+    head = AdaptiveDecoder(model.config.d_model, level="token").to(args.device)
+    torch.nn.init.normal_(head.mlp[-1].weight, std=0.1)  # not uniform: a real choice per token
+    fixed = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.7, seed=0)
+    adaptive = lambda: generate(model, prompts.tolist(), args.new_tokens, head=head, seed=0)
+    t_fixed, t_ad = [], []
+    for _ in range(args.repeats):
+        t_fixed.append(timed(fixed, args.device))
+        t_ad.append(timed(adaptive, args.device))
+    n = B * args.new_tokens
+    f_tps, a_tps = n / statistics.median(t_fixed), n / statistics.median(t_ad)
+    print(f"batch {B:3d}: fixed temperature 0.7 {f_tps:8.1f} tok/s | adaptive (token level) "
+          f"{a_tps:8.1f} tok/s | cost {100 * (1 - a_tps / f_tps):.1f}%", flush=True)
+
+
+def main():
+    args = parse_args()
+    dtype = model_dtype(args.dtype, args.device)
+    model = build_model(args, dtype)
     hf = None
     if not args.no_hf:
         try:
@@ -111,7 +181,7 @@ def main():
             print("transformers is not installed: measuring this project only")
     n_params = sum(p.numel() for p in model.parameters())
     bytes_per_token = n_params * model.lm_head.weight.element_size()  # every weight read once a step
-    print(f"{args.model if not args.shape else args.shape}: {n_params / 1e6:.0f}M parameters, {args.dtype}, "
+    print(f"{args.model if not args.shape else args.shape}: {n_params / 1e6:.0f}M parameters, {dtype}, "
           f"{args.device}, prompt {args.prompt_len}, {args.new_tokens} new tokens, greedy, "
           f"median of {args.repeats}, torch threads {torch.get_num_threads()}")
     bandwidth = copy_bandwidth(args.device)
@@ -120,55 +190,9 @@ def main():
     g = torch.Generator().manual_seed(0)
     for B in args.batch:
         prompts = torch.randint(100, model.config.vocab_size, (B, args.prompt_len), generator=g)
-        ours = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.0)
-        compiled = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.0, compile=True)
-        theirs = lambda: hf.generate(prompts.to(args.device),
-                                     attention_mask=torch.ones_like(prompts).to(args.device),
-                                     max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                                     do_sample=False)
-        eager_tokens = ours().tokens  # warm up (allocator, kernels)
-        if args.compile:
-            t_compile = timed(compiled, args.device)  # the first call of this shape compiles it
-            same_compiled = compiled().tokens == eager_tokens
-        if hf is not None:
-            same = theirs()[:, args.prompt_len:].tolist() == eager_tokens
-        runs = {"ours": ours, **({"compiled": compiled} if args.compile else {}),
-                **({"transformers": theirs} if hf is not None else {})}
-        times = {name: [] for name in runs}
-        for _ in range(args.repeats):  # alternating, so that the machine's drift hits all alike
-            for name, fn in runs.items():
-                times[name].append(timed(fn, args.device))
-        n = B * args.new_tokens
-        tps = {name: n / statistics.median(t) for name, t in times.items()}
-        for name in runs:
-            if name == "transformers":
-                continue
-            line = f"batch {B:3d}: {name:8s} {tps[name]:8.1f} tok/s"
-            if B == 1:
-                streamed = bytes_per_token * tps[name]
-                line += f" ({streamed / 1e9:.1f} GB/s of weights, {streamed / bandwidth:.0%} of bandwidth)"
-            if name == "compiled":
-                compile_s = t_compile - statistics.median(times[name])
-                line += f" | compile {compile_s:.0f}s | same tokens: {same_compiled}"
-            if hf is not None:
-                line += f" | {tps[name] / tps['transformers']:.2f}x transformers"
-            print(line, flush=True)
-        if hf is not None:
-            print(f"batch {B:3d}: transformers {tps['transformers']:8.1f} tok/s | same tokens: {same}",
-                  flush=True)
+        bench_greedy(model, hf, prompts, args, bytes_per_token, bandwidth)
         if args.adaptive:
-            from adaptive_head import AdaptiveDecoder
-            head = AdaptiveDecoder(model.config.d_model, level="token").to(args.device)
-            torch.nn.init.normal_(head.mlp[-1].weight, std=0.1)  # not uniform: a real choice per token
-            fixed = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.7, seed=0)
-            adaptive = lambda: generate(model, prompts.tolist(), args.new_tokens, head=head, seed=0)
-            t_fixed, t_ad = [], []
-            for _ in range(args.repeats):
-                t_fixed.append(timed(fixed, args.device))
-                t_ad.append(timed(adaptive, args.device))
-            f_tps, a_tps = n / statistics.median(t_fixed), n / statistics.median(t_ad)
-            print(f"batch {B:3d}: fixed temperature 0.7 {f_tps:8.1f} tok/s | adaptive (token level) "
-                  f"{a_tps:8.1f} tok/s | cost {100 * (1 - a_tps / f_tps):.1f}%", flush=True)
+            bench_adaptive(model, prompts, args)
 
 
 if __name__ == "__main__":

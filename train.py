@@ -37,22 +37,22 @@ import json
 import math
 import os
 import random
-import shutil
-import signal
 import sys
 import time
 import zlib
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
+import runs
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
+from cli import Progress, check_settings, check_writable, default_device, duration, model_dtype, parse_temperatures
 from evaluate import evaluate, exact_ad_seq, methods, pooled_win_rates, run_method, samples_per_prompt
 from lpo import PAIR_RULES, pair_loss, preference_accuracy, preference_pairs, same_temperatures
 from model import Transformer
-from sample import Progress, check_settings, check_writable, generate, parse_temperatures
+from runs import load_or_exit, save_atomic
+from sample import generate
 from tasks import judge as judges
 from tokenizer import Tokenizer
 
@@ -85,7 +85,7 @@ p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--epochs", type=int, default=5, help="passes over all pairs so far, each round")
 p.add_argument("--batch_size", type=int, default=64, help="rows per generation batch")
 p.add_argument("--train_batch_size", type=int, default=32, help="pairs per optimizer step")
-p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+p.add_argument("--device", default=default_device())
 p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                help="the LM's (default: bf16 on CUDA)")
 p.add_argument("--judge", default="offline", help="for judged tasks: 'offline' (the LM itself rates "
@@ -114,16 +114,7 @@ temperatures = parse_temperatures(args.temperatures)
 if args.explore is None:
     args.explore = 1.0 if args.level == "sequence" else 0.5
 started = time.time()
-
-
-def interrupted(signum, frame):  # Ctrl-C or a kill: what is saved is whole (files are written atomically)
-    sys.stdout.flush()
-    print("\ninterrupted; run the same command again to resume", file=sys.stderr, flush=True)
-    os._exit(130)
-
-
-signal.signal(signal.SIGINT, interrupted)
-signal.signal(signal.SIGTERM, interrupted)
+runs.exit_on_interrupt()
 
 # -----------------------------------------------------------------------------
 # set-up: the task, the frozen LM, its tokenizer, the judge
@@ -141,53 +132,16 @@ except (ValueError, FileNotFoundError) as e:
 out = Path(args.out_dir or f"out/{args.task}_{args.level}")
 check_writable(out / "samples", "directory")
 
-# the run's directory holds one run: the same settings resume it, other settings are refused. Not
-# settings (they may change when a run resumes): where and how fast it runs, how many rounds, and
-# out_dir itself, so that a run is the same under any spelling of its path
-not_settings = ("rounds", "device", "dtype", "compare", "data_dir", "out_dir", "compile", "samples_from")
-config = {k: v for k, v in vars(args).items() if k not in not_settings}
-if (out / "config.json").exists():
-    old = json.loads((out / "config.json").read_text())
-    changed = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
-    if changed:
-        sys.exit(f"error: {out} holds a run with other settings {changed}; use another --out_dir "
-                 "or the same settings to resume it")
-
+config = runs.settings(args)        # the run's directory holds one run (runs.py)
+runs.check_same_run(out, config)
 if args.samples_from:  # samples that do not depend on how the head is fitted: reused, not generated again
-    source = Path(args.samples_from)
-    try:
-        theirs = json.loads((source / "config.json").read_text())
-    except (OSError, ValueError):
-        sys.exit(f"error: --samples_from {source}: no run there (config.json missing or unreadable)")
-    training = ("loss", "beta", "lr", "epochs", "train_batch_size", "pairs")
-    differ = {k: (theirs.get(k), v) for k, v in config.items() if k not in training and theirs.get(k) != v}
-    if differ:
-        sys.exit(f"error: --samples_from {source} was collected with other settings {differ}")
-    # the validation split and round 1 (drawn by the untrained head) never depend on the fit; with
-    # --explore 1 no round does (every draw is uniform): then all rounds are reused
-    for pattern in ("val_*.pt", "round*_*.pt" if args.explore == 1 else "round1_*.pt"):
-        for f in sorted((source / "samples").glob(pattern)):
-            if not (out / "samples" / f.name).exists():
-                shutil.copy(f, out / "samples" / f.name)
+    runs.reuse_samples(args.samples_from, out, config, all_rounds=args.explore == 1)
 
 torch.manual_seed(args.seed)
-dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
+dtype = model_dtype(args.dtype, args.device)
 model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
 tok = Tokenizer.from_pretrained(args.model)
 judge = judges.load(args.judge, model, tok)  # for the tasks scored by a judge (stories, instructions)
-
-
-def save_atomic(save, path):
-    """save(tmp) then rename: a file is whole or absent. A full disk stops the run with a message;
-    the files saved before it stay intact."""
-    try:
-        save(str(path) + ".tmp")
-        os.replace(str(path) + ".tmp", path)
-    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
-        Path(str(path) + ".tmp").unlink(missing_ok=True)
-        why = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed"
-        sys.exit(f"error: could not write {path}: {why} (is the disk full?); what was saved before is "
-                 "intact: make room and run the same command again")
 
 
 print(f"{args.model}: {model.config.n_layer} layers, d={model.config.d_model}, {dtype} on {args.device}; "
@@ -235,14 +189,6 @@ def collect(name, examples, head):
     return samples
 
 
-def load_or_exit(path):
-    try:
-        return torch.load(path, weights_only=True)
-    except Exception as e:
-        sys.exit(f"error: {path} is damaged ({type(e).__name__}); delete it and run the same command "
-                 "again: that part is made again")
-
-
 def round_prompts(rng):
     """A round's training prompts: a mix's tasks get them in the shares tasks.MIXES gives."""
     by_task = {}
@@ -270,7 +216,7 @@ val_subtask = [tasks.subtask(ex) for ex in val_examples]
 def validation_fixed():
     """Every fixed temperature on the validation prompts, one file per temperature (a resumed run
     reads them back): {"tau=t": evaluate.run_method's result}."""
-    results = {}
+    results, decoded, t0 = {}, 0, time.time()
     fixed = methods(None, "fixed", temperatures)
     prog = Progress("validation", len(fixed) * sum(val_n), "responses")
     for name, kw in fixed.items():
@@ -280,9 +226,16 @@ def validation_fixed():
             res = run_method(model, tok, kw, val_examples, val_n, args.max_new_tokens, args.batch_size,
                              args.seed, judge, args.compile, lambda k: prog.update(done + k, f"({name})"))
             save_atomic(lambda tmp: torch.save(res, tmp), path)
+            decoded += sum(val_n)
         else:
             prog.update((len(results) + 1) * sum(val_n), f"({name}, saved before)")
         results[name] = load_or_exit(path)
+    if decoded:  # every phase generates and scores alike: this rate times the responses still to make
+        left = ((args.rounds - start_round) * n_round * args.n_samples + n_methods * n_eval
+                + (args.level == "token") * (args.rounds - start_round) * sum(val_n))
+        rate = decoded / (time.time() - t0)
+        print(f"validation decoded {rate:.1f} responses/s here: the rest of the run, {left} responses, "
+              f"should take about {duration(left / rate)}")
     return results
 
 
@@ -327,13 +280,7 @@ print(f"plan: 1) validation: {len(temperatures)} temperatures x {sum(val_n)} res
       f"{len(val_examples)} training prompts; 2) {args.rounds} round{'s' * (args.rounds != 1)}: {n_round} "
       f"prompts x {args.n_samples} samples, then {args.epochs} epochs on all pairs so far; 3) evaluation: "
       f"{n_methods} methods x {n_eval} responses to {len(test_examples)} held-out prompts")
-if args.model == "smollm2" and args.device == "cpu":  # rates measured with the default run on 2 cores
-    responses = len(temperatures) * sum(val_n) + n_methods * n_eval
-    if args.level == "token":
-        responses += args.rounds * sum(val_n)
-    seconds = 20 + (0.42 * args.rounds * n_round * args.n_samples + 0.6 * responses) * args.max_new_tokens / 80
-    print(f"about {seconds / 60:.0f} minutes on an idle 2-core CPU (the README's runs); the progress lines "
-          "below say how fast it goes here")
+print("(how long it takes is measured here: an estimate follows the validation phase)")
 
 # -----------------------------------------------------------------------------
 # resume. A run is its out_dir: its settings (config.json), the head and the optimizer's state
@@ -366,7 +313,7 @@ if start_round is None:  # a fresh run: the head's initialisation is saved so a 
     start_round = 0
 head = load_head(start_round)
 # the settings, written once the heads are known to fit them
-save_atomic(lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)), out / "config.json")
+runs.save_settings(out, config)
 n_val_saved = len(list((out / "samples").glob("val_*.pt")))
 if start_round > 0 or n_val_saved:
     done = "all rounds done"

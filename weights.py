@@ -266,52 +266,66 @@ def dequantize(raw, ggml_type):
     return (d * q.astype(np.float32) + b[:, 2:4].view("<f2").astype(np.float32)).reshape(-1)
 
 
+def _gguf_metadata(cur):
+    """The header (magic, version, counts) and the metadata: (tensor count, {key: python value})."""
+    path, buf = cur.path, cur.buf
+    cur.take(4, "the magic")
+    if (magic := buf[:4]) != b"GGUF":
+        raise _err(path, f"not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+    version = cur.scalar("<I", "the version")
+    if version not in (2, 3):
+        hint = " (a big-endian file?)" if struct.unpack("<I", struct.pack(">I", version))[0] in (2, 3) \
+            else ""
+        raise _err(path, f"unsupported GGUF version {version}{hint}; only versions 2 and 3 are "
+                         "read: convert the model again with a recent llama.cpp")
+    n_tensors, n_kv = cur.scalar("<Q", "tensor count"), cur.scalar("<Q", "kv count")
+    left = len(buf) - cur.pos
+    if n_kv * 13 > left or n_tensors * 24 > left:  # smallest kv is 13 bytes, tensor info 24
+        raise _err(path, f"header claims {n_tensors} tensors and {n_kv} metadata keys, more than "
+                         f"a {len(buf)}-byte file can hold (damaged file)")
+    meta = {}
+    for _ in range(n_kv):
+        key = cur.string("a metadata key")
+        meta[key] = cur.value(cur.scalar("<I", f"type of {key}"), key)
+    return n_tensors, meta
+
+
+def _gguf_tensor_infos(cur, n_tensors, align):
+    """(name, torch shape, type name, offset in the data section, nbytes) of each tensor, checked:
+    dimensions, a type we dequantize, whole blocks, an aligned offset."""
+    path, infos = cur.path, []
+    for _ in range(n_tensors):
+        name = cur.string("a tensor name")
+        n_dims = cur.scalar("<I", f"n_dims of {name}")
+        if not 1 <= n_dims <= 4:
+            raise _err(path, f"tensor {name!r} has n_dims = {n_dims}; GGUF allows 1 to 4")
+        ne = [cur.scalar("<Q", f"shape of {name}") for _ in range(n_dims)]
+        ttype, off = cur.scalar("<I", f"type of {name}"), cur.scalar("<Q", f"offset of {name}")
+        if ttype not in _GGML:
+            raise _err(path, f"tensor {name!r} has ggml type {_GGML_OTHER.get(ttype, ttype)} (id "
+                             f"{ttype}), which this reader does not dequantize; use a GGUF with "
+                             "F32/F16/BF16/Q8_0/Q4_0/Q4_1 tensors")
+        tname, block, block_bytes = _GGML[ttype]
+        if ne[0] % block:
+            raise _err(path, f"tensor {name!r}: row length {ne[0]} is not a multiple of the "
+                             f"{tname} block size {block}")
+        if off % align:
+            raise _err(path, f"tensor {name!r}: data offset {off} is not aligned to {align}")
+        infos.append((name, ne[::-1], tname, off, int(np.prod(ne, dtype=object)) // block * block_bytes))
+    return infos
+
+
 def read_gguf(path, load_tensors=True):
     """(metadata {key: python value}, tensors {name: float32 tensor in PyTorch shape})."""
     with _mapped(path) as buf:
         cur = _Cursor(buf, path)
-        cur.take(4, "the magic")
-        if (magic := buf[:4]) != b"GGUF":
-            raise _err(path, f"not a GGUF file (starts with {magic!r}, expected b'GGUF')")
-        version = cur.scalar("<I", "the version")
-        if version not in (2, 3):
-            hint = " (a big-endian file?)" if struct.unpack("<I", struct.pack(">I", version))[0] in (2, 3) \
-                else ""
-            raise _err(path, f"unsupported GGUF version {version}{hint}; only versions 2 and 3 are "
-                             "read: convert the model again with a recent llama.cpp")
-        n_tensors, n_kv = cur.scalar("<Q", "tensor count"), cur.scalar("<Q", "kv count")
-        left = len(buf) - cur.pos
-        if n_kv * 13 > left or n_tensors * 24 > left:  # smallest kv is 13 bytes, tensor info 24
-            raise _err(path, f"header claims {n_tensors} tensors and {n_kv} metadata keys, more than "
-                             f"a {len(buf)}-byte file can hold (damaged file)")
-        meta = {}
-        for _ in range(n_kv):
-            key = cur.string("a metadata key")
-            meta[key] = cur.value(cur.scalar("<I", f"type of {key}"), key)
+        n_tensors, meta = _gguf_metadata(cur)
         if not load_tensors:
             return meta, {}
         align = meta.get("general.alignment", 32)
         if type(align) is not int or align <= 0 or align & (align - 1):
             raise _err(path, f"general.alignment = {align!r} is not a power of two")
-        infos = []  # (name, torch shape, type name, absolute start, nbytes)
-        for _ in range(n_tensors):
-            name = cur.string("a tensor name")
-            n_dims = cur.scalar("<I", f"n_dims of {name}")
-            if not 1 <= n_dims <= 4:
-                raise _err(path, f"tensor {name!r} has n_dims = {n_dims}; GGUF allows 1 to 4")
-            ne = [cur.scalar("<Q", f"shape of {name}") for _ in range(n_dims)]
-            ttype, off = cur.scalar("<I", f"type of {name}"), cur.scalar("<Q", f"offset of {name}")
-            if ttype not in _GGML:
-                raise _err(path, f"tensor {name!r} has ggml type {_GGML_OTHER.get(ttype, ttype)} (id "
-                                 f"{ttype}), which this reader does not dequantize; use a GGUF with "
-                                 "F32/F16/BF16/Q8_0/Q4_0/Q4_1 tensors")
-            tname, block, block_bytes = _GGML[ttype]
-            if ne[0] % block:
-                raise _err(path, f"tensor {name!r}: row length {ne[0]} is not a multiple of the "
-                                 f"{tname} block size {block}")
-            if off % align:
-                raise _err(path, f"tensor {name!r}: data offset {off} is not aligned to {align}")
-            infos.append((name, ne[::-1], tname, off, int(np.prod(ne, dtype=object)) // block * block_bytes))
+        infos = _gguf_tensor_infos(cur, n_tensors, align)
         data_start = -(-cur.pos // align) * align  # the data section starts aligned
         for name, _, _, off, nbytes in infos:
             if data_start + off + nbytes > len(buf):

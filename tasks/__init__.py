@@ -3,8 +3,9 @@ Tasks: the prompts and rewards of the four experiments of *Adaptive Decoding via
 Optimization* (arXiv 2411.09661), stand-ins for models too small for them, and a
 synthetic task whose right temperatures are known.
 
-Every task is a module with this interface. get_task() fills in the defaults below of the
-optional hooks a module does not define, so train.py and evaluate.py use them plainly.
+Every task is a module with this interface. get_task(name) gives a view of the module: its own
+public names over DEFAULTS below (the module itself is not changed), so that train.py and
+evaluate.py use every hook plainly.
 
 Required:
     NAME                      the task's name (the key in TASKS)
@@ -42,8 +43,8 @@ Optional (default):
                               ("the task's reward")
     RELATIVE                  True: a response's reward depends on the other responses to its prompt
                               (the synthetic varied kind): evaluation draws as many per prompt as
-                              training did and
-                              scores them together, the reward that was trained (False)
+                              training did and scores them together, the reward that was trained
+                              (False)
     EVAL_SAMPLES              responses per prompt and method in evaluation (1); for a RELATIVE
                               task, what evaluate.py draws unless told (train.py: its --n_samples)
     LABEL                     a line that says what the task stands in for, printed wherever its
@@ -53,26 +54,11 @@ Optional (default):
 Data files are found (or downloaded) by tasks.data.data_path; set LPO_DATA_DIR to a local copy.
 """
 import math
+from types import SimpleNamespace
 
 from tasks.judge import Judge
 from tasks import (arithmetic, arithmetic_vote, constrained_stories, easy_arithmetic, gsm8k, gsm8k_vote,
                    instructions, repetition, stories, synthetic)
-
-
-def _with_defaults(task):
-    defaults = {
-        "group_reward": lambda example, responses, judge: [task.reward(example, r) for r in responses],
-        "group_metrics": lambda example, responses, rewards, judge: {},
-        "temperature_metrics": lambda examples, samples, tok, level: {},
-        "format_prompt": lambda text: text,
-        "LOWER_IS_BETTER": (), "REWARD": "the task's reward", "RELATIVE": False, "EVAL_SAMPLES": 1,
-        "LABEL": "", "JUDGED": False,
-    }
-    for name, value in defaults.items():
-        if not hasattr(task, name):
-            setattr(task, name, value)
-    return task
-
 
 TASKS = {m.NAME: m for m in (synthetic, arithmetic, easy_arithmetic, gsm8k, gsm8k_vote, arithmetic_vote,
                              stories, instructions, repetition, constrained_stories)}
@@ -84,10 +70,31 @@ MIXES = {"ultramathstories": {"instructions": 1, "gsm8k": 1, "stories": 1},  # t
          "ultramathstories_arithmetic": {"instructions": 1, "easy_arithmetic": 1, "stories": 1}}
 
 
+# the optional hooks a task need not define, and what get_task() gives it then
+DEFAULTS = {
+    # "group_reward": the task's own reward() of each response (made per task in get_task)
+    "group_metrics": lambda example, responses, rewards, judge=None: {},
+    "temperature_metrics": lambda examples, samples, tok, level: {},
+    "format_prompt": lambda text: text,
+    "LOWER_IS_BETTER": (),
+    "REWARD": "the task's reward",
+    "RELATIVE": False,
+    "EVAL_SAMPLES": 1,
+    "LABEL": "",
+    "JUDGED": False,
+}
+
+
 def get_task(name):
+    """The task `name` with the whole interface: a namespace of DEFAULTS, overridden by the module's
+    own public names. Made anew at each call: the module is never changed, and a name patched on it
+    (a test's monkeypatch) shows."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
-    return _with_defaults(TASKS[name])
+    module = TASKS[name]
+    own = {k: v for k, v in vars(module).items() if not k.startswith("_")}
+    each = lambda example, responses, judge=None: [module.reward(example, r) for r in responses]
+    return SimpleNamespace(**{**DEFAULTS, "group_reward": each, **own})
 
 
 def mix(name):

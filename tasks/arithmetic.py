@@ -19,10 +19,6 @@ LABEL = "synthetic arithmetic (stand-in for GSM8K on models too small for it)"
 CHAT = True
 REWARD = "accuracy (the last number of the answer is right)"
 PROMPT = "{question}\nAnswer with the final number only."
-
-
-def format_prompt(question):
-    return PROMPT.format(question=question)
 DEFAULT_N = {"train": 2000, "test": 500}
 
 NAMES = ["Tom", "Anna", "Ravi", "Mia", "Leo", "Sara", "Omar", "Lena", "Kofi", "Yuki", "Ben", "Zoe",
@@ -63,6 +59,11 @@ TEMPLATES = [
      lambda a, b, c: a * b - c),
 ]
 
+
+def format_prompt(question):
+    return PROMPT.format(question=question)
+
+
 def make(rng, templates=TEMPLATES, one_digit=False):
     """One random problem of the templates: dict(question, gold, template, numbers); one_digit: every
     number from 2 to 9."""
@@ -84,6 +85,7 @@ def make(rng, templates=TEMPLATES, one_digit=False):
     q = text.format(x=x, y=y, a=a, b=b, c=c, ab=a * b, items=rng.choice(ITEMS), thing=thing, things=things)
     return dict(question=q, gold=str(answer(a, b, c)), template=key, numbers=(a, b, c))
 
+
 def prompts(split="train", n=None, seed=0, templates=TEMPLATES, one_digit=False, name=NAME):
     """n distinct problems of the split (DEFAULT_N[split] if n is None), deterministic given seed;
     templates and one_digit: see make (tasks/easy_arithmetic.py); name: the task's."""
@@ -100,5 +102,6 @@ def prompts(split="train", n=None, seed=0, templates=TEMPLATES, one_digit=False,
         out.append(dict(p, id=f"{name}/{split}/{seed}/{len(out)}", task=name,
                         prompt=format_prompt(p["question"])))
     return out
+
 
 reward = gsm8k.reward  # 1 if the extracted answer equals gold, else 0

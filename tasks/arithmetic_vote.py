@@ -15,9 +15,13 @@ K = gsm8k_vote.K
 EVAL_SAMPLES = K
 REWARD = easy_arithmetic.REWARD + ", per answer"
 
+
+format_prompt = easy_arithmetic.format_prompt
+
+
 def prompts(split="train", n=None, seed=0):
     return [dict(ex, task=NAME) for ex in easy_arithmetic.prompts(split, n, seed)]
 
-format_prompt = easy_arithmetic.format_prompt
+
 reward = easy_arithmetic.reward             # per answer: 1 if correct else 0
 group_metrics = gsm8k_vote.group_metrics    # maj@K and single-answer accuracy

@@ -25,13 +25,16 @@ REWARD = f"the share of sentences that obey the rule + {QUALITY_WEIGHT} x the ju
 PROMPT = ("Write a creative and coherent story with the following title. "
           "You must begin each sentence with a word that starts with '{prefix}'.\n\nTitle: {title}")
 
+
+def format_prompt(title, prefix=PREFIX):
+    return PROMPT.format(prefix=prefix, title=title)
+
+
 def prompts(split="train", n=None, seed=0, prefix=PREFIX):
     return [dict(ex, id=f"{NAME}/{ex['title']}", task=NAME, prefix=prefix,
                  prompt=format_prompt(ex["title"], prefix))
             for ex in stories.prompts(split, n, seed)]
 
-def format_prompt(title, prefix=PREFIX):
-    return PROMPT.format(prefix=prefix, title=title)
 
 # -----------------------------------------------------------------------------
 # sentence splitting
@@ -44,6 +47,7 @@ CLOSERS = "\"'”’)]*_"  # may follow the end punctuation: 'Stop."' '(really!)
 OPENERS = "\"'“‘([*_-—– #>"
 WORD_RE = re.compile(r"[^\W_]")  # a letter or digit
 LIST_RE = re.compile(r"\d+[.)]\s+")  # "1. " or "2) " before a list item
+
 
 def _ends_sentence(text, start, i, j):
     ("""Does the punctuation run text[i:j] (end marks, then closers) followed by whitespace """
@@ -67,6 +71,7 @@ def _ends_sentence(text, start, i, j):
         # 'Wait... what?' and '"Stop!" he said.' stay one sentence
         return text[k].isupper() or text[k].isdigit()
     return True
+
 
 def sentence_spans(text):
     """(start, end) character spans of the sentences of text. Boundaries: a newline (lines and paragraphs
@@ -101,8 +106,10 @@ def sentence_spans(text):
             spans.append((s, e))
     return spans
 
+
 def split_sentences(text):
     return [text[s:e] for s, e in sentence_spans(text)]
+
 
 def _word_start(text, s, e):
     """Offset of the first word in text[s:e], skipping opening quotes/brackets/markdown and a list number."""
@@ -112,15 +119,18 @@ def _word_start(text, s, e):
         k = WORD_RE.search(text, m.end(), e).start()
     return k
 
+
 def sentence_start_char_offsets(text):
     """For each sentence of split_sentences(text), the offset in text of its first word's first character
     (opening quotes, brackets, markdown and list numbers skipped). The token containing that character
     is the sentence's first word token."""
     return [_word_start(text, s, e) for s, e in sentence_spans(text)]
 
+
 def first_words(text):
     """The first word of each sentence of text."""
     return [re.match(r"[\w'’-]*", text[k:]).group(0) for k in sentence_start_char_offsets(text)]
+
 
 def constraint_score(text, prefix=PREFIX):
     """Fraction of sentences whose first word starts with prefix (case-insensitive); 0.0 for no sentence."""
@@ -128,6 +138,7 @@ def constraint_score(text, prefix=PREFIX):
     if not words:
         return 0.0
     return sum(w.lower().startswith(prefix.lower()) for w in words) / len(words)
+
 
 def group_reward(example, responses, judge):
     """Rewards of the N responses to one prompt: constraint_score + QUALITY_WEIGHT * the judge's

@@ -16,9 +16,11 @@ REWARD = arithmetic.REWARD
 TEMPLATES = [t for t in arithmetic.TEMPLATES if t[0] in ("add", "mul")]
 
 
+format_prompt = arithmetic.format_prompt
+
+
 def prompts(split="train", n=None, seed=0):
     return arithmetic.prompts(split, n, seed, templates=TEMPLATES, one_digit=True, name=NAME)
 
 
-format_prompt = arithmetic.format_prompt
 reward = arithmetic.reward  # 1 if the last number of the answer is right, else 0

@@ -16,8 +16,10 @@ REWARD = "accuracy (the final answer is right)"
 PROMPT = ('Solve the following math problem. Reason step by step, and end your response with '
           '"The answer is N", where N is the final number.\n\n{question}')
 
+
 def format_prompt(question):
     return PROMPT.format(question=question)
+
 
 def prompts(split="train", n=None, seed=0):
     assert split in ("train", "test"), split
@@ -26,6 +28,7 @@ def prompts(split="train", n=None, seed=0):
                      question=r["question"], solution=r["answer"], gold=extract_answer(r["answer"]))
                 for i, r in enumerate(rows)]
     return subsample(examples, n, seed)
+
 
 # -----------------------------------------------------------------------------
 # answer extraction
@@ -38,6 +41,7 @@ ANSWER_RE = re.compile(r"answer(?:\s+is|\s+was|\s*[:=])\s*[:=]?\s*"
                        r"(?:\\boxed\{|\*\*|\\\(|\$(?!\s?\d))*\s*(" + NUM + ")", re.I)
 BOXED_RE = re.compile(r"\\boxed\{\s*(" + NUM + ")")
 NUM_RE = re.compile(NUM)
+
 
 def normalize_number(s):
     """'$1,000.50' -> '1000.5', '18.00' -> '18', '−3' -> '-3'; None if s is not a number."""
@@ -52,6 +56,7 @@ def normalize_number(s):
         return str(int(d))
     return format(d.normalize(), "f")
 
+
 def extract_answer(text):
     """The final numeric answer in text, normalised (see normalize_number), or None.
     Priority: the last '#### N', else the last 'answer is N' / 'answer: N', else the last \\boxed{N},
@@ -64,13 +69,16 @@ def extract_answer(text):
             return normalize_number(found[-1])
     return None
 
+
 def is_correct(response, gold):
     """Numeric comparison of the answer extracted from response with gold (str or number)."""
     pred, gold = extract_answer(response), normalize_number(gold)
     return pred is not None and gold is not None and Decimal(pred) == Decimal(gold)
 
+
 def reward(example, response):
     return 1.0 if is_correct(response, example["gold"]) else 0.0
+
 
 # -----------------------------------------------------------------------------
 # majority voting

@@ -10,15 +10,21 @@ K = 8  # chains per problem
 EVAL_SAMPLES = K  # evaluation samples K chains per prompt and method
 REWARD = gsm8k.REWARD + ", per chain"
 
+
+format_prompt = gsm8k.format_prompt
+
+
 def prompts(split="train", n=None, seed=0):
     return [dict(ex, task=NAME) for ex in gsm8k.prompts(split, n, seed)]
 
-format_prompt = gsm8k.format_prompt
+
 reward = gsm8k.reward  # per chain: 1 if correct else 0
+
 
 def vote(responses):
     """The majority answer of a list of responses (None if no response has a number)."""
     return gsm8k.majority_vote([gsm8k.extract_answer(r) for r in responses])
+
 
 def vote_reward(example, responses):
     """1 if the majority answer of the K responses is correct, else 0."""

@@ -5,6 +5,7 @@ The paper uses UltraFeedback prompts; when a local copy exists we use it:
   one JSON object per line with an "instruction" or "prompt" field.
 Otherwise the 805 AlpacaEval instructions (alpaca_eval/instructions.jsonl, fields dataset, instruction)
 stand in. A hash of the instruction text puts ~20% of them in the test split.
+Reward = the judge's score of the response (group_reward scores a prompt's responses in one batch).
 """
 import os
 
@@ -16,6 +17,7 @@ CHAT = True
 JUDGED = True  # scored by the judge: tasks.rewards batches its calls
 REWARD = "the judge's score"
 
+
 def source_path(source=None):
     """(source name, path) of the instruction file: ultrafeedback if a local copy exists, else alpaca_eval."""
     if source in (None, "ultrafeedback"):
@@ -25,6 +27,7 @@ def source_path(source=None):
             return "ultrafeedback", path or data_path("ultrafeedback/instructions.jsonl")
     assert source in (None, "alpaca_eval"), f"unknown source {source!r}"
     return "alpaca_eval", data_path("alpaca_eval/instructions.jsonl")
+
 
 def prompts(split="train", n=None, seed=0, source=None):
     assert split in ("train", "test"), split
@@ -38,6 +41,7 @@ def prompts(split="train", n=None, seed=0, source=None):
         examples.append(dict(id=f"{source}/{line - 1}", task=NAME, prompt=text, source=source,
                              dataset=row.get("dataset") or row.get("source")))
     return subsample(examples, n, seed)
+
 
 def group_reward(example, responses, judge):
     """The N responses to one prompt, scored by the judge in one batch."""

@@ -191,8 +191,8 @@ class OfflineJudge:
     "1".."9": one forward pass per pair, batched, no sampling, so the same pair always gets the
     same score, a real number in [1, 9].
 
-    What it is: with the embedded SmolLM2-135M-Instruct (OfflineJudge.load()), a judge that runs
-    anywhere offline: enough to exercise the plumbing (the judge-scored tasks, training and win
+    What it is: with the embedded SmolLM2-135M-Instruct (load("offline", model, tok)), a judge that
+    runs anywhere offline: enough to exercise the plumbing (the judge-scored tasks, training and win
     rates end to end) and to teach how an LLM-as-a-judge and a reward model are wired.
     What it is not: evidence of quality. A 135M model barely reads the response; its ratings are
     weak, biased (towards certain digits whatever the input, and sensitive to the prompt's wording)
@@ -211,12 +211,6 @@ class OfflineJudge:
             raise ValueError(f"{tokenizer}: the digits 1..9 must be single tokens, got {digits}")
         self.digit_ids = [d[0] for d in digits]
         self.batch_size, self.max_len = batch_size, max_len or model.config.max_seq_len
-
-    @classmethod
-    def load(cls, source="smollm2", device="cpu", **kwargs):
-        from model import Transformer
-        from tokenizer import Tokenizer
-        return cls(Transformer.from_pretrained(source, device), Tokenizer.from_pretrained(source), **kwargs)
 
     def encode(self, prompt, response):
         chat = [{"role": "user", "content": self.PROMPT.format(prompt=prompt, response=response)}]

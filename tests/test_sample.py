@@ -6,8 +6,7 @@ import torch
 
 from adaptive_head import AdaptiveDecoder
 from model import Transformer
-from sample import (choose_temperature, cut_at_stop, edt_temperature, generate, html_page, left_pad,
-                    sample_next, temperature_html)
+from sample import choose_temperature, cut_at_stop, edt_temperature, generate, left_pad, sample_next
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -247,15 +246,6 @@ def test_stops_at_stop_token(model):
     for f, c in zip(full, cut):
         n = f.index(stop) if stop in f else len(f)
         assert c == f[:n]
-
-
-def test_temperature_html():
-    class Tok:
-        def decode(self, ids):
-            return "".join(chr(97 + i) for i in ids) + "<"
-    page = html_page([temperature_html(Tok(), [0, 1], [0, 5], torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),
-                                       "t")])
-    assert page.startswith("<!doctype html>") and "a&lt;" in page and 'title="temperature 1"' in page
 
 
 def test_logprobs_are_the_models_at_temperature_one(model):

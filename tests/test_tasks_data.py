@@ -122,7 +122,9 @@ def test_helpers():
 def test_registry():
     assert set(tasks.TASKS) == {"arithmetic", "easy_arithmetic", "arithmetic_vote", "gsm8k", "gsm8k_vote",
                                 "stories", "instructions", "repetition", "constrained_stories", "synthetic"}
-    assert tasks.get_task("gsm8k") is tasks.gsm8k
+    t = tasks.get_task("gsm8k")  # the module's own names, DEFAULTS for the rest; the module unchanged
+    assert t.prompts is tasks.gsm8k.prompts and t.EVAL_SAMPLES == 1
+    assert not hasattr(tasks.gsm8k, "EVAL_SAMPLES")
     valid = "valid tasks: arithmetic, arithmetic_vote, constrained_stories, easy_arithmetic, gsm8k"
     with pytest.raises(ValueError, match=valid):
         tasks.get_task("gsm8", )
@@ -145,6 +147,16 @@ def test_registry():
         tasks.mix("nope")
     ex = tasks.prompts("arithmetic", "test", n=2)
     assert len(ex) == 2 and tasks.rewards(ex[:1], [f"The answer is {ex[0]['gold']}"]) == [1.0]
+
+def test_get_task_sees_patches(monkeypatch):
+    # get_task reads the module at each call: a patched name shows, the default group_reward
+    # calls the module's (patched) reward, and the module gets no defaults of its own
+    monkeypatch.setattr(tasks.arithmetic, "EVAL_SAMPLES", 3, raising=False)
+    monkeypatch.setattr(tasks.arithmetic, "reward", lambda example, response: len(response))
+    t = tasks.get_task("arithmetic")
+    assert t.EVAL_SAMPLES == 3 and t.group_reward({}, ["a", "bcd"], None) == [1, 3]
+    assert not hasattr(tasks.arithmetic, "group_reward") and not hasattr(tasks.arithmetic, "JUDGED")
+
 
 def test_stories():
     assert len(stories.TITLES) >= 200 and len(set(stories.TITLES)) == len(stories.TITLES)

@@ -138,8 +138,9 @@ def test_sample_and_evaluate_check_their_settings(tmp_path):
 def test_outputs_are_checked_before_the_work(tmp_path):
     (tmp_path / "a_file").write_text("not a directory")
     one_error_line(run(*cmd(tmp_path / "a_file" / "run")[1:]), "cannot write", "a_file")
-    one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--html", tmp_path / "a_file" / "x.html"),
-                   "cannot write", "x.html")
+    one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--adaptive", tmp_path / "h.pt", "--html",
+                       tmp_path / "a_file" / "x.html"), "cannot write", "x.html")
+    one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--html", tmp_path / "x.html"), "--adaptive")
     one_error_line(run(ROOT / "evaluate.py", "--head", tmp_path / "h.pt", "--out_dir",
                        tmp_path / "a_file" / "r"), "cannot write")
 

@@ -1,0 +1,91 @@
+"""
+A training run is its directory (train.py's --out_dir): its settings (config.json), the head and the
+optimizer's state after each round, the validation results and the samples, one file per batch, each
+written whole or not at all. What keeps a directory one run, so that a killed run started again with
+the same command resumes where it stopped: the settings frozen in config.json, samples reused from
+another run only where they cannot depend on the difference, and an interrupt that leaves only whole
+files.
+"""
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import torch
+
+# not settings (they may change when a run resumes): where and how fast it runs, how many rounds, and
+# out_dir itself, so that a run is the same under any spelling of its path
+NOT_SETTINGS = ("rounds", "device", "dtype", "compare", "data_dir", "out_dir", "compile", "samples_from")
+# settings of the fit alone: samples collected before the head was trained do not depend on them
+FIT_SETTINGS = ("loss", "beta", "lr", "epochs", "train_batch_size", "pairs")
+
+
+def settings(args):
+    """What makes a run this run: the command line without NOT_SETTINGS."""
+    return {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
+
+
+def check_same_run(out, config):
+    """A directory holds one run: the same settings resume it, other settings are refused."""
+    if (out / "config.json").exists():
+        old = json.loads((out / "config.json").read_text())
+        changed = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+        if changed:
+            sys.exit(f"error: {out} holds a run with other settings {changed}; use another --out_dir "
+                     "or the same settings to resume it")
+
+
+def save_settings(out, config):
+    save_atomic(lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)), out / "config.json")
+
+
+def reuse_samples(source, out, config, all_rounds):
+    """--samples_from: copy another run's samples that do not depend on how the head is fitted (the
+    validation split and round 1, drawn by the untrained head; all rounds when every draw ignores the
+    head, all_rounds), after checking that it was collected with the same settings but FIT_SETTINGS."""
+    source = Path(source)
+    try:
+        theirs = json.loads((source / "config.json").read_text())
+    except (OSError, ValueError):
+        sys.exit(f"error: --samples_from {source}: no run there (config.json missing or unreadable)")
+    differ = {k: (theirs.get(k), v) for k, v in config.items() if k not in FIT_SETTINGS and theirs.get(k) != v}
+    if differ:
+        sys.exit(f"error: --samples_from {source} was collected with other settings {differ}")
+    for pattern in ("val_*.pt", "round*_*.pt" if all_rounds else "round1_*.pt"):
+        for f in sorted((source / "samples").glob(pattern)):
+            if not (out / "samples" / f.name).exists():
+                shutil.copy(f, out / "samples" / f.name)
+
+
+def save_atomic(save, path):
+    """save(tmp) then rename: a file is whole or absent. A full disk stops the run with a message;
+    the files saved before it stay intact."""
+    try:
+        save(str(path) + ".tmp")
+        os.replace(str(path) + ".tmp", path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
+        Path(str(path) + ".tmp").unlink(missing_ok=True)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed"
+        sys.exit(f"error: could not write {path}: {why} (is the disk full?); what was saved before is "
+                 "intact: make room and run the same command again")
+
+
+def load_or_exit(path):
+    """A file this project saved (torch.save of tensors, lists, dicts: never pickled code)."""
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:
+        sys.exit(f"error: {path} is damaged ({type(e).__name__}); delete it and run the same command "
+                 "again: that part is made again")
+
+
+def exit_on_interrupt():
+    """Ctrl-C or a kill: what is saved is whole (files are written atomically), so just stop."""
+    def interrupted(signum, frame):
+        sys.stdout.flush()
+        print("\ninterrupted; run the same command again to resume", file=sys.stderr, flush=True)
+        os._exit(130)
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
