@@ -17,11 +17,12 @@ machine's drift hits both alike.
 """
 import argparse
 import statistics
+import sys
 import time
 
 import torch
 
-from cli import default_device, model_dtype
+from cli import check_device, check_settings, default_device, model_dtype, one_line_errors
 from model import Config, Transformer
 from sample import generate
 
@@ -93,7 +94,10 @@ def parse_args():
     p.add_argument("--adaptive", action="store_true", help="also time token-level adaptive decoding "
                    "(a head choosing among 6 temperatures before every token) against sampling at 0.7")
     p.add_argument("--compile", action="store_true", help="also time the compiled decode step")
-    return p.parse_args()
+    args = p.parse_args()
+    check_settings(args, at_least={"batch": 1, "prompt_len": 1, "new_tokens": 1, "repeats": 1})
+    check_device(args.device)
+    return args
 
 
 def build_model(args, dtype):
@@ -171,8 +175,12 @@ def bench_adaptive(model, prompts, args):
 
 def main():
     args = parse_args()
+    one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
     dtype = model_dtype(args.dtype, args.device)
     model = build_model(args, dtype)
+    if args.prompt_len + args.new_tokens > model.config.max_seq_len:
+        sys.exit(f"error: --prompt_len {args.prompt_len} plus --new_tokens {args.new_tokens} is longer than the "
+                 f"model's context of {model.config.max_seq_len} tokens")
     hf = None
     if not args.no_hf:
         try:

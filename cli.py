@@ -3,27 +3,65 @@ What the scripts (train.py, evaluate.py, sample.py, bench.py) share and the less
 settings checked before any work, one 'error: ...' line instead of a traceback for a user's mistake,
 the model's device and dtype, and progress lines for long jobs.
 """
+import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+SEED_RANGE = (0, 2 ** 63 - 1)  # what torch.manual_seed takes
+
+
+def one_line_errors():
+    """A user's mistake or the machine's refusal ends the script with one 'error: ...' line and a
+    non-zero exit, not a traceback: the project's own errors (ValueError, WeightFileError, raised by
+    its checks with a message that says what to do) and the OS's (OSError: a missing file, a full
+    disk). Ctrl-C says 'interrupted'. Anything else is a bug and keeps its traceback."""
+    default = sys.excepthook
+
+    def hook(kind, error, tb):
+        sys.stdout.flush()
+        if issubclass(kind, KeyboardInterrupt):
+            print("\ninterrupted", file=sys.stderr, flush=True)
+            os._exit(130)
+        if issubclass(kind, (ValueError, OSError)):
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            os._exit(1)
+        default(kind, error, tb)
+    sys.excepthook = hook
+
 
 def check_settings(args, at_least=None, between=None):
     """Command-line numbers in their ranges, before anything is loaded or written, else one
     'error: ...' line that names the setting. at_least: {name: low or (low, why)};
-    between: {name: (low, high)}. A setting left at None is not checked."""
+    between: {name: (low, high)}. A setting left at None is not checked; a list is checked element
+    by element; infinity is never a setting."""
+    def check(name, value, low, high, why=""):
+        for v in value if isinstance(value, list) else [value]:
+            if not (v is None or v >= low and (high is None or v <= high) and v != float("inf")):  # and NaN
+                sys.exit(f"error: --{name} {v}: must be "
+                         + (f"at least {low}{why}" if high is None else f"between {low} and {high}"))
     for name, low in (at_least or {}).items():
         low, why = low if isinstance(low, tuple) else (low, "")
-        value = getattr(args, name)
-        if value is not None and not value >= low:  # "not >=": NaN is refused too
-            sys.exit(f"error: --{name} {value}: must be at least {low}{why}")
+        check(name, getattr(args, name), low, None, why)
     for name, (low, high) in (between or {}).items():
-        value = getattr(args, name)
-        if value is not None and not low <= value <= high:
-            sys.exit(f"error: --{name} {value}: must be between {low} and {high}")
+        check(name, getattr(args, name), low, high)
+
+
+def check_device(device):
+    """--device: one torch knows and this machine has."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        sys.exit(f"error: --device {device!r}: not a device; use cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"error: --device {device}: no CUDA GPU is available here; use --device cpu")
+    if kind == "cuda" and torch.device(device).index is not None \
+            and torch.device(device).index >= torch.cuda.device_count():
+        sys.exit(f"error: --device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+    if kind not in ("cpu", "cuda"):
+        sys.exit(f"error: --device {device}: only cpu and cuda are supported")
 
 
 def parse_temperatures(text):
@@ -50,14 +88,20 @@ def model_dtype(name, device):
 
 def check_writable(path, what):
     """Fail at the start, not after the work, when an output cannot be written (path: a file to
-    create, or a directory that will hold files)."""
-    folder = Path(path) if what == "directory" else Path(path).resolve().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        sys.exit(f"error: cannot write the {what} {path}: {e.strerror or e}; choose another path")
+    create, or a directory that will hold files), without creating anything yet: the path must not
+    be something else, and its nearest existing folder must be a writable folder."""
+    path = Path(path)
+    if str(path) in ("", "."):
+        sys.exit(f"error: the {what} path is empty; give one")
+    if path.exists() and path.is_dir() != (what == "directory"):
+        sys.exit(f"error: cannot write the {what} {path}: it exists and is "
+                 f"{'a directory' if path.is_dir() else 'a file'}; choose another path")
+    folder = path.resolve() if what == "directory" else path.resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        why = "not a directory" if not folder.is_dir() else "permission denied"
+        sys.exit(f"error: cannot write the {what} {path}: {folder} is {why}; choose another path")
 
 
 def duration(seconds):

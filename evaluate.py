@@ -28,7 +28,8 @@ import torch
 
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES
-from cli import Progress, check_settings, check_writable, default_device, model_dtype, parse_temperatures
+from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, model_dtype,
+                 one_line_errors, parse_temperatures)
 from report import print_report, print_sweep, report_html
 from sample import generate
 from tasks.stats import bootstrap_ci, win_rate
@@ -312,7 +313,11 @@ def parse_args():
     p.add_argument("--compile", action="store_true", help="generate with a compiled decode step")
     args = p.parse_args()
     check_settings(args, at_least={"test_prompts": 1, "train_prompts": 1, "n_samples": 1, "max_new_tokens": 1,
-                                   "batch_size": 1})
+                                   "batch_size": 1}, between={"seed": SEED_RANGE})
+    if args.n_samples is not None and args.n_samples > args.batch_size:
+        sys.exit(f"error: --n_samples {args.n_samples}: a prompt's responses are generated in one batch, so "
+                 f"at most --batch_size ({args.batch_size})")
+    check_device(args.device)
     if (args.head is None) != args.sweep:
         sys.exit("error: give either --head (evaluate a trained head) or --sweep (fixed temperatures alone)")
     args.temperatures = parse_temperatures(args.temperatures)
@@ -325,21 +330,27 @@ def parse_args():
 
 def main():
     args = parse_args()
+    one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
     from adaptive_head import AdaptiveDecoder
     from model import Transformer
     from tasks import judge
     from tokenizer import Tokenizer
-    try:
-        split, n = ("train", args.train_prompts) if args.sweep else ("test", args.test_prompts)
-        examples = tasks.prompts(args.task, split, n=n, seed=args.seed)
-        model = Transformer.from_pretrained(args.model, device=args.device,
-                                            dtype=model_dtype(args.dtype, args.device))
-        tok = Tokenizer.from_pretrained(args.model)
-        head = None if args.sweep else AdaptiveDecoder.load(args.head, d_model=model.config.d_model,
-                                                            map_location=args.device)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
-    scorer = judge.load(args.judge, model, tok)
+    split, n = ("train", args.train_prompts) if args.sweep else ("test", args.test_prompts)
+    examples = tasks.prompts(args.task, split, n=n, seed=args.seed)
+    for name in tasks.mix(args.task):
+        if not any(ex["task"] == name for ex in examples):
+            sys.exit(f"error: task {name} has no {'training' if args.sweep else 'held-out'} prompts with these "
+                     "settings; its data may be too small")
+    model = Transformer.from_pretrained(args.model, device=args.device, dtype=model_dtype(args.dtype, args.device))
+    tok = Tokenizer.from_pretrained(args.model)
+    head = None if args.sweep else AdaptiveDecoder.load(args.head, d_model=model.config.d_model,
+                                                        map_location=args.device)
+    longest = max(len(tasks.prompt_ids(tok, ex)) for ex in examples)
+    if longest + args.max_new_tokens > model.config.max_seq_len:
+        sys.exit(f"error: the longest prompt ({longest} tokens) plus --max_new_tokens {args.max_new_tokens} is "
+                 f"longer than {args.model}'s context of {model.config.max_seq_len} tokens")
+    judged = any(tasks.get_task(name).JUDGED for name in tasks.mix(args.task))
+    scorer = judge.load(args.judge, model, tok) if judged else None
     if args.sweep:
         sweep(model, tok, examples, args.temperatures, args.n_samples, args.max_new_tokens, args.batch_size,
               args.seed, scorer, args.out_dir, args.compile)

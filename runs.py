@@ -6,6 +6,7 @@ the same command resumes where it stopped: the settings frozen in config.json, s
 another run only where they cannot depend on the difference, and an interrupt that leaves only whole
 files.
 """
+import fcntl
 import json
 import os
 import shutil
@@ -27,14 +28,53 @@ def settings(args):
     return {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
 
 
+def read_settings(path):
+    """A run's config.json as a dict, or one error line saying it is damaged."""
+    try:
+        config = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: {path} is unreadable ({type(e).__name__}); if it is this run's, restore it, "
+                 "else use another --out_dir")
+    if not isinstance(config, dict):
+        sys.exit(f"error: {path} is not a run's settings (a JSON object); use another --out_dir")
+    return config
+
+
 def check_same_run(out, config):
-    """A directory holds one run: the same settings resume it, other settings are refused."""
-    if (out / "config.json").exists():
-        old = json.loads((out / "config.json").read_text())
+    """A directory holds one run: the same settings resume it, other settings are refused, and a
+    directory with a run's files but no settings is not adopted (whose samples are they?)."""
+    if (out / "config.json").exists() or (out / "config.json").is_symlink():
+        old = read_settings(out / "config.json")
         changed = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
         if changed:
             sys.exit(f"error: {out} holds a run with other settings {changed}; use another --out_dir "
                      "or the same settings to resume it")
+    elif any(out.glob("head*.pt")) or any(out.glob("samples/*.pt")):
+        sys.exit(f"error: {out} holds a run's files but no config.json, so its settings are unknown; "
+                 "use another --out_dir (or delete that directory to start again there)")
+
+
+_lock = None  # the open lock file, held until the process ends
+
+
+def lock(out):
+    """One run per directory at a time: an exclusive lock on out/.lock, released by the OS when the
+    process ends (however it ends). A second run on the same directory is refused, naming the first."""
+    global _lock
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        other = f.read().strip() or "another process"
+        sys.exit(f"error: {out} is in use by a run still going ({other}); wait for it to finish, stop it, "
+                 "or use another --out_dir")
+    f.seek(0)
+    f.truncate()
+    f.write(f"train.py, process {os.getpid()}")
+    f.flush()
+    _lock = f
 
 
 def save_settings(out, config):
@@ -46,10 +86,9 @@ def reuse_samples(source, out, config, all_rounds):
     validation split and round 1, drawn by the untrained head; all rounds when every draw ignores the
     head, all_rounds), after checking that it was collected with the same settings but FIT_SETTINGS."""
     source = Path(source)
-    try:
-        theirs = json.loads((source / "config.json").read_text())
-    except (OSError, ValueError):
-        sys.exit(f"error: --samples_from {source}: no run there (config.json missing or unreadable)")
+    if not (source / "config.json").is_file():
+        sys.exit(f"error: --samples_from {source}: no run there (no config.json)")
+    theirs = read_settings(source / "config.json")
     differ = {k: (theirs.get(k), v) for k, v in config.items() if k not in FIT_SETTINGS and theirs.get(k) != v}
     if differ:
         sys.exit(f"error: --samples_from {source} was collected with other settings {differ}")
@@ -72,13 +111,29 @@ def save_atomic(save, path):
                  "intact: make room and run the same command again")
 
 
-def load_or_exit(path):
-    """A file this project saved (torch.save of tensors, lists, dicts: never pickled code)."""
+# what each kind of file of a run holds: a batch of samples (train.collect), one method's results on
+# the validation split (evaluate.run_method), the optimizer's state
+HOLDS = {
+    "samples": lambda x: isinstance(x, list) and all(
+        isinstance(s, dict) and {"id", "kind", "reward", "tokens", "choices", "hidden"} <= s.keys()
+        and torch.is_tensor(s["hidden"]) for s in x),
+    "results": lambda x: isinstance(x, dict) and {"reward", "metrics", "states", "samples"} <= x.keys(),
+    "optimizer": lambda x: isinstance(x, dict) and {"state", "param_groups"} <= x.keys(),
+}
+
+
+def load_or_exit(path, kind):
+    """A file this run saved (torch.save of tensors, lists, dicts: never pickled code), checked to
+    hold what a file of its kind holds (HOLDS)."""
     try:
-        return torch.load(path, weights_only=True)
+        x = torch.load(path, weights_only=True)
+        ok = HOLDS[kind](x)
     except Exception as e:
-        sys.exit(f"error: {path} is damaged ({type(e).__name__}); delete it and run the same command "
-                 "again: that part is made again")
+        x, ok = type(e).__name__, False
+    if not ok:
+        sys.exit(f"error: {path} is damaged ({x if isinstance(x, str) else 'not ' + kind}); delete it and run "
+                 "the same command again: that part is made again")
+    return x
 
 
 def exit_on_interrupt():

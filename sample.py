@@ -25,13 +25,14 @@ CLI:
     python sample.py --adaptive head.pt --task stories --prompt "The Lighthouse Cat"   # as the task asks
 """
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass
 
 import torch
 
-from cli import check_settings, check_writable, default_device, model_dtype
+from cli import SEED_RANGE, check_device, check_settings, check_writable, default_device, model_dtype, one_line_errors
 from model import KVCache
 from report import html_page, temperature_html
 
@@ -147,6 +148,20 @@ def compiled_decode_step(model):
     return _compiled[model]
 
 
+def check_memory(model, B, S):
+    """A batch of B rows and S positions must fit in memory (the KV cache, and the float32 logits a
+    step makes): a clear error before allocating, not an out-of-memory crash minutes later."""
+    cfg, w = model.config, model.lm_head.weight
+    need = 2 * cfg.n_layer * B * cfg.n_kv_head * S * cfg.head_dim * w.element_size() + 4 * B * cfg.vocab_size * 4
+    if w.device.type == "cuda":
+        have, where = torch.cuda.mem_get_info(w.device)[0], "free on the GPU"
+    else:
+        have, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "of memory on this machine"
+    if need > have:
+        raise ValueError(f"a batch of {B} rows x {S} positions needs {need / 1e9:.1f} GB, more than the "
+                         f"{have / 1e9:.1f} GB {where}; use a smaller batch size or fewer responses per prompt")
+
+
 def make_decoder(model, B, L, max_new_tokens, pad, compile=False):
     """A KV cache for B rows of L + max_new_tokens positions, and decode(tok) -> (logits, h): the
     eager decode_step, or the compiled fixed-shape one (the cache length rounded up to BUCKET, the
@@ -189,6 +204,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
         raise ValueError(f"a prompt of {L} tokens plus max_new_tokens={max_new_tokens} is longer than "
                          f"the model's context of {model.config.max_seq_len} tokens; shorten the prompt "
                          "or ask for fewer new tokens")
+    check_memory(model, B, L + max_new_tokens)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed if seed is not None else torch.seed())
     temp = temperature if not torch.is_tensor(temperature) else temperature.to(device, torch.float32)
@@ -262,7 +278,10 @@ def parse_args():
     p.add_argument("--compile", action="store_true", help="generate with a compiled decode step")
     args = p.parse_args()
     check_settings(args, at_least={"max_new_tokens": 1, "temperature": 0},
-                   between={"top_p": (0, 1), "min_p": (0, 1)})
+                   between={"top_p": (0, 1), "min_p": (0, 1), "seed": SEED_RANGE})
+    if args.top_p == 0:
+        sys.exit("error: --top_p 0 keeps no token; give a value above 0 (1 keeps them all)")
+    check_device(args.device)
     if args.html:
         if not args.adaptive:
             sys.exit("error: --html shows the adaptive decoder's temperatures; give --adaptive head.pt")
@@ -282,27 +301,26 @@ def task_prompts(texts, task_name, raw):
 
 def main():
     args = parse_args()
+    one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
+    texts, raw = task_prompts(args.prompt, args.task, args.raw)  # a bad --task: before the model loads
     from adaptive_head import AdaptiveDecoder
     from model import Transformer
     from tokenizer import Tokenizer
     t0 = time.time()
-    model = Transformer.from_pretrained(args.model, device=args.device, dtype=model_dtype(args.dtype, args.device))
     tok = Tokenizer.from_pretrained(args.model)
+    prompts = [tok.encode(t) if raw else tok.encode_prompt(t) for t in texts]
+    if not all(prompts):
+        sys.exit("error: an empty --prompt with --raw has no token to continue from; give some text")
+    model = Transformer.from_pretrained(args.model, device=args.device, dtype=model_dtype(args.dtype, args.device))
     head = None
     if args.adaptive:
-        try:
-            head = AdaptiveDecoder.load(args.adaptive, d_model=model.config.d_model, map_location=args.device)
-        except (ValueError, FileNotFoundError) as e:
-            sys.exit(f"error: {e}")
+        head = AdaptiveDecoder.load(args.adaptive, d_model=model.config.d_model, map_location=args.device)
         if args.level and args.level != head.level:
             sys.exit(f"error: {args.adaptive} is a {head.level}-level head, not {args.level}-level")
     print(f"loaded {args.model} in {time.time() - t0:.1f}s", file=sys.stderr)
-
-    texts, raw = task_prompts(args.prompt, args.task, args.raw)
     if args.task:
         for t in texts:
             print(f"prompt ({args.task}): {t!r}", file=sys.stderr)
-    prompts = [tok.encode(t) if raw else tok.encode_prompt(t) for t in texts]
     t0 = time.time()
     g = generate(model, prompts, args.max_new_tokens, temperature=args.temperature, head=head,
                  selection=args.selection, top_p=args.top_p, min_p=args.min_p,

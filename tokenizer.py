@@ -17,14 +17,13 @@ bytes (6 control characters and bytes that never or rarely occur in UTF-8): like
 drop them. Its ids happen to follow merge order (merge i makes token 252 + i).
 """
 import base64
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import tiktoken
 
-from weights import WeightFileError, read_gguf, resolve_source
+from weights import WeightFileError, read_gguf, read_json, resolve_source
 
 # GPT-2's split regex: contractions, words, numbers, punctuation runs, whitespace.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -62,6 +61,12 @@ BYTE_OF_CHAR = {c: b for b, c in bytes_to_unicode().items()}
 
 def to_bytes(token: str) -> bytes:
     return bytes(BYTE_OF_CHAR[c] for c in token)
+
+
+def field_error(where, field, want, value, hint="the file is damaged; download it again"):
+    """The one error for a tokenizer file whose field is missing or of the wrong kind."""
+    got = "it is missing" if value is None else f"got {repr(value)[:80]}"
+    return WeightFileError(f"{where}: field {field!r} must be {want}, {got}; {hint}")
 
 
 def load_tiktoken_file(path) -> dict[bytes, int]:
@@ -151,13 +156,26 @@ class Tokenizer:
         pre = meta.get("tokenizer.ggml.pre", "default")
         if pre not in GGUF_PATTERNS:
             raise WeightFileError(f"{path}: unsupported pre-tokenizer {pre!r}")
-        tokens, types = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"]
+        hint = "the file is damaged or badly converted; download or convert it again"
+        bad = lambda key, want: field_error(path, key, want, meta.get(key), hint)
+        tokens, types = meta.get("tokenizer.ggml.tokens"), meta.get("tokenizer.ggml.token_type")
+        if not (isinstance(tokens, list) and tokens and all(isinstance(t, str) for t in tokens)):
+            raise bad("tokenizer.ggml.tokens", "a list of token strings")
+        if not (isinstance(types, list) and len(types) == len(tokens) and all(type(t) is int for t in types)):
+            raise bad("tokenizer.ggml.token_type", f"a list of {len(tokens)} integers, one per token")
+        n_model = f"{meta.get('general.architecture')}.vocab_size"
+        if type(meta.get(n_model)) is int and len(tokens) < meta[n_model]:  # ids the model makes, no text
+            raise WeightFileError(f"{path}: field 'tokenizer.ggml.tokens' has {len(tokens)} tokens, fewer "
+                                  f"than field {n_model!r} ({meta[n_model]}); {hint}")
+        bos, eos = (meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos"))
+        for k, i in (("bos", bos), ("eos", eos)):
+            if i is not None and not (type(i) is int and 0 <= i < len(tokens)):
+                raise bad(f"tokenizer.ggml.{k}_token_id", f"a token id in [0, {len(tokens)})")
         vocab = {t: i for i, t in enumerate(tokens) if types[i] == 1}  # 1 = normal, 3 = control, 4 = user
         specials = {t: i for i, t in enumerate(tokens) if types[i] != 1}
-        bos, eos = (meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos"))
-        return cls.from_bpe(Path(path).stem, GGUF_PATTERNS[pre], vocab, meta["tokenizer.ggml.merges"],
+        return cls.from_bpe(Path(path).stem, GGUF_PATTERNS[pre], vocab, meta.get("tokenizer.ggml.merges"),
                             specials, tokens[bos] if bos is not None else None,
-                            tokens[eos] if eos is not None else None)
+                            tokens[eos] if eos is not None else None, where=(path, "tokenizer.ggml.merges"))
 
     @classmethod
     def from_dir(cls, path):
@@ -167,30 +185,63 @@ class Tokenizer:
         found = [path / n for n in names if (path / n).is_file()]
         if not found:
             raise WeightFileError(f"no tokenizer in {path}: looked for {', '.join(names)}")
-        if found[0].suffix == ".model":
-            return cls.from_llama3_model(found[0])
-        tj = json.loads(found[0].read_text())
-        model = tj["model"]
-        if model["type"] != "BPE" or model.get("byte_fallback") or tj.get("normalizer"):
-            raise WeightFileError(f"{found[0]}: only byte-level BPE without a normalizer is supported")
-        specials = {t["content"]: t["id"] for t in tj["added_tokens"]}
-        vocab = {t: i for t, i in model["vocab"].items() if t not in specials}
-        config = path / "tokenizer_config.json"
-        config = json.loads(config.read_text()) if config.is_file() else {}
+        file = found[0]
+        if file.suffix == ".model":
+            return cls.from_llama3_model(file)
+        tj = read_json(file)
+        if not isinstance(tj, dict):
+            raise WeightFileError(f"{file}: not a JSON object {{field: value}} but a {type(tj).__name__}; "
+                                  "the file is damaged, download it again")
+        model, added = tj.get("model"), tj.get("added_tokens", [])
+        if not isinstance(model, dict):
+            raise field_error(file, "model", "an object {type, vocab, merges}", model)
+        if model.get("type") != "BPE" or model.get("byte_fallback") or tj.get("normalizer"):
+            raise WeightFileError(f"{file}: only byte-level BPE without a normalizer is supported")
+        vocab = model.get("vocab")
+        if not (isinstance(vocab, dict) and vocab):
+            raise field_error(file, "model.vocab", "an object {token: id}", vocab)
+        if not (isinstance(added, list) and all(isinstance(t, dict) and isinstance(t.get("content"), str)
+                                                and "id" in t for t in added)):
+            raise field_error(file, "added_tokens", "a list of objects {content, id}", added)
+        n = len(vocab) + len(added)  # the ids must be below (a table of the largest is allocated)
+        ids = ([("model.vocab", t, i) for t, i in vocab.items()]
+               + [("added_tokens", t["content"], t["id"]) for t in added])
+        for field, token, i in ids:
+            if type(i) is not int or not 0 <= i < n:
+                raise WeightFileError(f"{file}: field {field!r}: token {token!r} has id {i!r}, not an "
+                                      f"integer in [0, {n}); the file is damaged, download it again")
+        specials = {t["content"]: t["id"] for t in added}
+        vocab = {t: i for t, i in vocab.items() if t not in specials}
+        config_file = path / "tokenizer_config.json"
+        config = read_json(config_file) if config_file.is_file() else {}
+        if not isinstance(config, dict):
+            raise WeightFileError(f"{config_file}: not a JSON object {{field: value}}; the file is damaged")
         bos, eos = (config.get(k) for k in ("bos_token", "eos_token"))
-        bos, eos = [t["content"] if isinstance(t, dict) else t for t in (bos, eos)]
+        bos, eos = [t.get("content", t) if isinstance(t, dict) else t for t in (bos, eos)]  # {content: ..}
+        for field, t in (("bos_token", bos), ("eos_token", eos)):
+            if t is not None and not isinstance(t, str):
+                raise field_error(config_file, field, "a token string or {content: token string}",
+                                  config[field])
         if "<|begin_of_text|>" in specials and not config:
             bos, eos = "<|begin_of_text|>", "<|end_of_text|>"
-        return cls.from_bpe(path.name, pattern_of(tj["pre_tokenizer"]), vocab, model["merges"], specials,
-                            bos, eos)
+        return cls.from_bpe(path.name, pattern_of(tj.get("pre_tokenizer"), file), vocab,
+                            model.get("merges"), specials, bos, eos, where=(file, "model.merges"))
 
     @classmethod
-    def from_bpe(cls, name, pattern, vocab, merges, specials, bos=None, eos=None):
-        """vocab: token string -> id; merges: 'a b' strings or [a, b] pairs, highest priority first."""
+    def from_bpe(cls, name, pattern, vocab, merges, specials, bos=None, eos=None, where=None):
+        """vocab: token string -> id; merges: 'a b' strings or [a, b] pairs, highest priority first.
+        where: (file, field) of the merges, for the errors."""
+        file, field = where or (name, "merges")
+        if not isinstance(merges, list):
+            raise field_error(file, field, "a list of merges 'a b' or [a, b]", merges)
         ranks = {bytes([b]): b for b in range(256)}  # every byte must have a rank for tiktoken
-        for m in merges:
-            a, b = m.split(" ") if isinstance(m, str) else m
-            ranks.setdefault(to_bytes(a + b), len(ranks))  # a repeated merge result keeps its first rank
+        for i, m in enumerate(merges):
+            pair = m.split(" ") if isinstance(m, str) else m
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(t, str) for t in pair)
+                    and set(pair[0] + pair[1]) <= BYTE_OF_CHAR.keys()):
+                raise WeightFileError(f"{file}: field {field!r}: merge {i} is {m!r}, not 'a b' or [a, b] of "
+                                      "byte-level tokens; the file is damaged, download it again")
+            ranks.setdefault(to_bytes("".join(pair)), len(ranks))  # a repeated result keeps its first rank
         to_id = np.full(len(ranks), -1, dtype=np.int64)
         for token, i in vocab.items():
             try:
@@ -198,7 +249,10 @@ class Tokenizer:
             except KeyError:  # not a byte and made by no merge (or not byte-level): BPE never produces it
                 pass
         if (to_id[256:] < 0).any():
-            raise WeightFileError(f"{name}: a merge result is missing from the vocab")
+            rank = 256 + int(np.flatnonzero(to_id[256:] < 0)[0])
+            token = "".join(bytes_to_unicode()[b] for b in next(k for k, r in ranks.items() if r == rank))
+            raise WeightFileError(f"{file}: field {field!r}: the result {token!r} of a merge is missing "
+                                  "from the vocab; the file is damaged, download it again")
         n_vocab = max([*vocab.values(), *specials.values()]) + 1
         return cls(name, pattern, ranks, specials, to_id, bos, eos, n_vocab)
 
@@ -269,20 +323,24 @@ class Tokenizer:
         return self.encode_chat(messages + [{"role": "user", "content": prompt}])
 
 
-def pattern_of(pre):
+def pattern_of(pre, where="tokenizer.json"):
     """The split regex for a tokenizer.json pre_tokenizer: ByteLevel, [Digits, ByteLevel] or
     [Split, ByteLevel]."""
-    steps = pre["pretokenizers"] if pre and pre["type"] == "Sequence" else [pre or {"type": None}]
-    types = [s["type"] for s in steps]
-    last = steps[-1]
-    if types[-1] != "ByteLevel" or last.get("add_prefix_space"):
-        raise WeightFileError(f"unsupported pre_tokenizer {types}: expected byte-level without a prefix "
-                              "space")
-    if types == ["ByteLevel"] and last.get("use_regex", True):
-        return GPT2_PATTERN
-    if types == ["Digits", "ByteLevel"] and steps[0]["individual_digits"] and last.get("use_regex", True):
-        return SMOLLM_PATTERN
-    if (types == ["Split", "ByteLevel"] and "Regex" in steps[0]["pattern"] and not last.get("use_regex", True)
-            and steps[0].get("behavior") == "Isolated" and not steps[0].get("invert")):
-        return steps[0]["pattern"]["Regex"]
-    raise WeightFileError(f"unsupported pre_tokenizer {types}")
+    try:
+        steps = pre["pretokenizers"] if pre and pre["type"] == "Sequence" else [pre or {"type": None}]
+        types = [s["type"] for s in steps]
+        last = steps[-1]
+        if types[-1] != "ByteLevel" or last.get("add_prefix_space"):
+            raise WeightFileError(f"{where}: unsupported pre_tokenizer {types}: expected byte-level without "
+                                  "a prefix space")
+        if types == ["ByteLevel"] and last.get("use_regex", True):
+            return GPT2_PATTERN
+        if types == ["Digits", "ByteLevel"] and steps[0]["individual_digits"] and last.get("use_regex", True):
+            return SMOLLM_PATTERN
+        if (types == ["Split", "ByteLevel"] and isinstance(steps[0]["pattern"].get("Regex"), str)
+                and not last.get("use_regex", True) and steps[0].get("behavior") == "Isolated"
+                and not steps[0].get("invert")):
+            return steps[0]["pattern"]["Regex"]
+    except (KeyError, TypeError, IndexError, AttributeError):  # not the objects a tokenizer.json has
+        raise field_error(where, "pre_tokenizer", "a ByteLevel pre-tokenizer object", pre) from None
+    raise WeightFileError(f"{where}: unsupported pre_tokenizer {types}")

@@ -47,7 +47,8 @@ import torch
 import runs
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
-from cli import Progress, check_settings, check_writable, default_device, duration, model_dtype, parse_temperatures
+from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, duration,
+                 model_dtype, one_line_errors, parse_temperatures)
 from evaluate import evaluate, exact_ad_seq, methods, pooled_win_rates, run_method, samples_per_prompt
 from lpo import PAIR_RULES, pair_loss, preference_accuracy, preference_pairs, same_temperatures
 from model import Transformer
@@ -109,11 +110,13 @@ check_settings(args, at_least={"n_samples": (2, ": a pair needs two responses to
                                "max_new_tokens": 1, "prompts_per_round": 1, "test_prompts": 1,
                                "val_prompts": 1, "rounds": 0,
                                "epochs": 1, "batch_size": 1, "train_batch_size": 1, "beta": 0, "lr": 0},
-               between={"explore": (0, 1)})
+               between={"explore": (0, 1), "seed": SEED_RANGE})
 temperatures = parse_temperatures(args.temperatures)
+check_device(args.device)
 if args.explore is None:
     args.explore = 1.0 if args.level == "sequence" else 0.5
 started = time.time()
+one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
 runs.exit_on_interrupt()
 
 # -----------------------------------------------------------------------------
@@ -121,27 +124,41 @@ runs.exit_on_interrupt()
 
 if args.data_dir:
     os.environ["LPO_DATA_DIR"] = args.data_dir
-try:  # the task first: a bad --task is reported before minutes of model loading
-    train_examples = tasks.prompts(args.task, "train")
-    val_examples = tasks.prompts(args.task, "train", n=args.val_prompts, seed=args.seed)  # validation split
-    val_ids = {ex["id"] for ex in val_examples}
-    train_examples = [ex for ex in train_examples if ex["id"] not in val_ids]       # the rounds' prompts
-    test_examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
-except (ValueError, FileNotFoundError) as e:
-    sys.exit(f"error: {e}")
+# the task first: a bad --task is reported before minutes of model loading
+train_examples = tasks.prompts(args.task, "train")
+val_examples = tasks.prompts(args.task, "train", n=args.val_prompts, seed=args.seed)  # validation split
+val_ids = {ex["id"] for ex in val_examples}
+train_examples = [ex for ex in train_examples if ex["id"] not in val_ids]           # the rounds' prompts
+test_examples = tasks.prompts(args.task, "test", n=args.test_prompts, seed=args.seed)
+for split, exs in (("training", train_examples), ("validation", val_examples), ("held-out", test_examples)):
+    for name in tasks.mix(args.task):
+        if not any(ex["task"] == name for ex in exs):
+            sys.exit(f"error: task {name} has no {split} prompts with these settings (--val_prompts "
+                     f"{args.val_prompts}, --test_prompts {args.test_prompts}); its data may be too small")
+if args.out_dir == "":
+    sys.exit("error: --out_dir is empty; give a directory (default: out/<task>_<level>)")
 out = Path(args.out_dir or f"out/{args.task}_{args.level}")
-check_writable(out / "samples", "directory")
-
+check_writable(out, "directory")
 config = runs.settings(args)        # the run's directory holds one run (runs.py)
 runs.check_same_run(out, config)
-if args.samples_from:  # samples that do not depend on how the head is fitted: reused, not generated again
-    runs.reuse_samples(args.samples_from, out, config, all_rounds=args.explore == 1)
 
 torch.manual_seed(args.seed)
 dtype = model_dtype(args.dtype, args.device)
 model = Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
 tok = Tokenizer.from_pretrained(args.model)
-judge = judges.load(args.judge, model, tok)  # for the tasks scored by a judge (stories, instructions)
+longest = max(len(tasks.prompt_ids(tok, ex)) for ex in train_examples + val_examples + test_examples)
+if longest + args.max_new_tokens > model.config.max_seq_len:
+    sys.exit(f"error: the longest prompt ({longest} tokens) plus --max_new_tokens {args.max_new_tokens} is "
+             f"longer than {args.model}'s context of {model.config.max_seq_len} tokens; ask for fewer new tokens")
+# the judge, for the tasks scored by one (stories, instructions)
+judged = any(tasks.get_task(name).JUDGED for name in tasks.mix(args.task))
+judge = judges.load(args.judge, model, tok) if judged else None
+
+runs.lock(out)                      # from here on this process writes out_dir: no other may
+runs.check_same_run(out, config)    # again, now that no other run can write it
+(out / "samples").mkdir(exist_ok=True)
+if args.samples_from:  # samples that do not depend on how the head is fitted: reused, not generated again
+    runs.reuse_samples(args.samples_from, out, config, all_rounds=args.explore == 1)
 
 
 print(f"{args.model}: {model.config.n_layer} layers, d={model.config.d_model}, {dtype} on {args.device}; "
@@ -173,9 +190,9 @@ def collect(name, examples, head):
                          explore=args.explore, stop_ids=tok.stop_ids, seed=seed, keep_hidden=True,
                          compile=args.compile)
             responses = [tok.decode(t) for t in g.tokens]
-            # the story reward reads the LM's surprisal of each response: generation has it
-            judge.remember_surprisal([exs[j // N]["prompt"] for j in range(len(prompts))], responses,
-                                     g.logprobs)
+            if judge is not None:  # the story reward reads the LM's surprisal of each response: generation has it
+                judge.remember_surprisal([exs[j // N]["prompt"] for j in range(len(prompts))], responses,
+                                         g.logprobs)
             rewards = tasks.rewards(exs, responses, judge)
             batch = [{"id": exs[j // N]["id"], "kind": tasks.subtask(exs[j // N]), "response": responses[j],
                       "tokens": g.tokens[j], "stop": g.stops[j], "choices": g.choices[j],
@@ -184,7 +201,7 @@ def collect(name, examples, head):
                       "hidden": g.hidden[j, :len(g.choices[j])].float().cpu().clone()}
                      for j in range(len(prompts))]
             save_atomic(lambda tmp: torch.save(batch, tmp), path)
-        samples += load_or_exit(path)
+        samples += load_or_exit(path, "samples")
         prog.update(len(samples))
     return samples
 
@@ -229,7 +246,7 @@ def validation_fixed():
             decoded += sum(val_n)
         else:
             prog.update((len(results) + 1) * sum(val_n), f"({name}, saved before)")
-        results[name] = load_or_exit(path)
+        results[name] = load_or_exit(path, "results")
     if decoded:  # every phase generates and scores alike: this rate times the responses still to make
         left = ((args.rounds - start_round) * n_round * args.n_samples + n_methods * n_eval
                 + (args.level == "token") * (args.rounds - start_round) * sum(val_n))
@@ -298,7 +315,7 @@ def save_head(head, path):
 
 
 def load_head(r):
-    """The head saved after round r, checked against the command line (config.json may be gone)."""
+    """The head saved after round r, checked against the command line."""
     try:
         return AdaptiveDecoder.load(head_path(r), d_model=model.config.d_model, temperatures=temperatures,
                                     level=args.level, map_location=args.device)
@@ -306,14 +323,18 @@ def load_head(r):
         sys.exit(f"error: {e}")
 
 
+rounds_done = max([int(p.stem.removeprefix("head_round")) for p in out.glob("head_round*.pt")
+                   if p.stem.removeprefix("head_round").isdigit()], default=0)
+if rounds_done > args.rounds:  # fewer rounds than done would replace head.pt with an earlier round's
+    sys.exit(f"error: {out} has {rounds_done} rounds done; give --rounds {rounds_done} or more (or another "
+             "--out_dir)")
+runs.save_settings(out, config)
 start_round = max([r for r in range(args.rounds + 1) if head_path(r).exists()], default=None)
 if start_round is None:  # a fresh run: the head's initialisation is saved so a resume reuses it
     save_head(AdaptiveDecoder(model.config.d_model, temperatures, args.level, base_model=str(args.model)),
               head_path(0))
     start_round = 0
 head = load_head(start_round)
-# the settings, written once the heads are known to fit them
-runs.save_settings(out, config)
 n_val_saved = len(list((out / "samples").glob("val_*.pt")))
 if start_round > 0 or n_val_saved:
     done = "all rounds done"
@@ -328,7 +349,7 @@ if start_round > 0 or n_val_saved:
 # round, so that a round continues the fit instead of restarting it
 opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)
 if start_round > 0 and (out / f"opt_round{start_round}.pt").exists():
-    opt.load_state_dict(load_or_exit(out / f"opt_round{start_round}.pt"))
+    opt.load_state_dict(load_or_exit(out / f"opt_round{start_round}.pt", "optimizer"))
 
 # each round trains on every pair so far: a round alone gives few pairs, too few to train on
 # without overfitting
@@ -390,6 +411,9 @@ for r in range(start_round, args.rounds):
             batch = [all_pairs[j] for j in order[i:i + args.train_batch_size]]
             loss = pair_loss(head, batch, args.loss, args.level, args.beta, ref_head=init_head,   # loss
                              lm_head=model.lm_head, device=args.device)
+            if not torch.isfinite(loss):
+                sys.exit(f"error: the loss is {loss.item()} at round {r + 1}, step {step + 1} (--lr {args.lr}, "
+                         f"--beta {args.beta}): nothing was saved for this round; use a smaller --lr or --beta")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()                                                                      # step

@@ -10,6 +10,7 @@ allocation. The test suite's writers of these formats are in tests/fixtures/writ
 import contextlib
 import importlib.util
 import json
+import math
 import mmap
 import os
 import pathlib
@@ -51,6 +52,13 @@ def _mapped(path):
                 mm.close()
             except BufferError:  # a numpy view is still alive (e.g. in a traceback); GC closes it
                 pass
+
+
+def _check_size(path, name, shape, itemsize):
+    """numpy and torch count sizes and strides in int64: a shape whose product overflows it is refused,
+    computed in Python ints with zeros counted as 1 (an empty tensor next to a 2^63 dimension)."""
+    if math.prod(max(d, 1) for d in shape) * itemsize >= 2**63:
+        raise _err(path, f"tensor {name!r}: shape {shape} is too large for any file (damaged header)")
 
 
 def _check_overlap(path, spans):
@@ -116,6 +124,7 @@ def read_safetensors(path):
             if offs[1] - offs[0] != nbytes:
                 raise _err(path, f"tensor {name!r}: data_offsets {offs} hold {offs[1] - offs[0]} bytes "
                                  f"but {info['dtype']} {shape} needs {nbytes}")
+            _check_size(path, name, shape, np.dtype(_ST_DTYPES[info["dtype"]]).itemsize)  # if empty
             spans.append((offs[0], offs[1], name))
         _check_overlap(path, spans)
         out = {}
@@ -200,6 +209,7 @@ _GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 
 # ggml tensor type id -> (name, elements per block, bytes per block) for the types we read
 _GGML = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20),
          8: ("Q8_0", 32, 34), 30: ("BF16", 1, 2)}
+_GGUF_MAX_DEPTH = 8  # arrays of arrays of ...: deeper is a damaged file (and would overflow the stack)
 _GGML_OTHER = {6: "Q5_0", 7: "Q5_1", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K",
                14: "Q6_K", 15: "Q8_K", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64"}
 
@@ -228,13 +238,15 @@ class _Cursor:
         except UnicodeDecodeError:
             raise _err(self.path, f"{what} at offset {start} is not valid UTF-8 (damaged file)") from None
 
-    def value(self, vtype, what):
+    def value(self, vtype, what, depth=0):
         if vtype in _GGUF_SCALARS:
             return self.scalar(_GGUF_SCALARS[vtype], what)
         if vtype == 8:
             return self.string(what)
         if vtype != 9:
             raise _err(self.path, f"{what} has unknown value type {vtype} (damaged file?)")
+        if depth == _GGUF_MAX_DEPTH:
+            raise _err(self.path, f"{what}: arrays nested more than {_GGUF_MAX_DEPTH} deep (damaged file)")
         etype, n = self.scalar("<I", what), self.scalar("<Q", what)
         if etype in _GGUF_SCALARS:  # numeric arrays in one numpy read, bounded by the bytes left
             dt = np.dtype(_GGUF_SCALARS[etype])
@@ -243,7 +255,7 @@ class _Cursor:
         min_size = {8: 8, 9: 12}.get(etype, 1)  # a string is >= 8 bytes, a nested array >= 12
         if n * min_size > len(self.buf) - self.pos:
             raise _err(self.path, f"array {what} claims {n} items, more than the file can hold")
-        return [self.value(etype, what) for _ in range(n)]
+        return [self.value(etype, what, depth + 1) for _ in range(n)]
 
 
 def dequantize(raw, ggml_type):
@@ -327,11 +339,12 @@ def read_gguf(path, load_tensors=True):
             raise _err(path, f"general.alignment = {align!r} is not a power of two")
         infos = _gguf_tensor_infos(cur, n_tensors, align)
         data_start = -(-cur.pos // align) * align  # the data section starts aligned
-        for name, _, _, off, nbytes in infos:
+        for name, shape, _, off, nbytes in infos:
             if data_start + off + nbytes > len(buf):
                 raise _err(path, f"tensor {name!r}: data ({nbytes} bytes at offset {data_start + off}) "
                                  f"runs past the end of the {len(buf)}-byte file; it is truncated, "
                                  "download it again")
+            _check_size(path, name, shape, 4)  # if empty; dequantized to float32
         _check_overlap(path, [(off, off + nbytes, name) for name, _, _, off, nbytes in infos])
         tensors = {}
         for name, shape, tname, off, nbytes in infos:

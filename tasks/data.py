@@ -125,6 +125,9 @@ def read_jsonl(path, fields):
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg}); expected {expected}") from None
+        except RecursionError:  # e.g. "[[[[...": more levels than Python's stack holds
+            raise ValueError(f"{path}, line {i}: not valid JSON (nested too deeply); "
+                             f"expected {expected}") from None
         if not isinstance(row, dict):
             raise ValueError(f"{path}, line {i}: not a JSON object; expected {expected}")
         for f in fields:

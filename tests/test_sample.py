@@ -260,3 +260,10 @@ def test_logprobs_are_the_models_at_temperature_one(model):
         full = torch.log_softmax(model(torch.tensor([p + toks]))[0].double(), -1)
         want = [full[len(p) - 1 + t, toks[t]].item() for t in range(len(toks))]
         assert lp == pytest.approx(want, abs=1e-4)
+
+
+def test_a_batch_too_big_for_memory_is_refused_before_allocating(model):
+    from sample import check_memory
+    check_memory(model, 64, 512)  # fits
+    with pytest.raises(ValueError, match=r"a batch of 1000000000 rows x 4096 positions needs .* GB, more than"):
+        check_memory(model, 10 ** 9, 4096)

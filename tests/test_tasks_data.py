@@ -236,3 +236,13 @@ def test_instructions_ids_are_line_indices(tmp_path, monkeypatch):
     exs = instructions.prompts("train") + instructions.prompts("test")
     assert sorted(int(e["id"].split("/")[1]) for e in exs) == list(range(0, 80, 2))
     assert all(e["prompt"] == f"Explain topic number {int(e['id'].split('/')[1]) // 2}." for e in exs)
+
+@pytest.mark.parametrize("line", ["[" * 100_000 + "]" * 100_000, '{"a": ' * 50_000 + "1" + "}" * 50_000],
+                         ids=["arrays", "objects"])
+def test_read_jsonl_deeply_nested_line(tmp_path, line):
+    f = tmp_path / "t.jsonl"
+    f.write_text('{"prompt": "P"}\n' + line + "\n")
+    with pytest.raises(ValueError) as e:  # was a RecursionError from the json module
+        list(data.read_jsonl(f, (("instruction", "prompt"),)))
+    assert str(e.value) == (f"{f}, line 2: not valid JSON (nested too deeply); "
+                            'expected one JSON object per line with field "instruction" or "prompt"')

