@@ -104,6 +104,11 @@ def check_writable(path, what):
         sys.exit(f"error: cannot write the {what} {path}: {folder} is {why}; choose another path")
 
 
+def plural(n, word, words=None):
+    """ "1 round", "2 rounds" (words: an irregular plural, e.g. "batches")."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
 def duration(seconds):
     """A time for people: "40 s", "1 minute", "12 minutes"."""
     if seconds < 90:
@@ -114,19 +119,27 @@ def duration(seconds):
 
 class Progress:
     """For long jobs (collecting samples, evaluating): a line every few seconds with the phase,
-    done/total, the rate and the time left, estimated from the last half minute's rate."""
+    done/total, the rate and the time left, estimated from the last half minute's rate once there is
+    enough to measure (10 s and two updates; before that, "time left: measuring")."""
     def __init__(self, phase, total, unit):
         self.phase, self.total, self.unit = phase, total, unit
         self.t0 = self.last = time.time()
         self.recent = [(self.t0, 0)]  # (time, done), the last ~30 s
+        self.updates = 0
 
     def update(self, done, extra=""):
         now = time.time()
+        self.updates += 1
         self.recent = [(t, d) for t, d in self.recent if now - t < 30] + [(now, done)]
         if now - self.last > 5 or done == self.total:
             t, d = self.recent[0] if len(self.recent) > 1 and self.recent[0][1] < done else (self.t0, 0)
             rate = (done - d) / max(now - t, 1e-9)
-            left = f"{(self.total - done) / rate:.0f}s left" if rate > 0 else "time left unknown"
+            if done == self.total:
+                left = "done"
+            elif now - self.t0 < 10 or self.updates < 2:  # a first batch's rate says little
+                left = "time left: measuring"
+            else:
+                left = f"{duration((self.total - done) / rate)} left" if rate > 0 else "time left unknown"
             print(f"  {self.phase}: {done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s, {left} "
                   f"{extra}", flush=True)
             self.last = now

@@ -5,7 +5,7 @@ its set; and (--compare all) against two adaptive baselines the paper does not c
 - min-p sampling (temperature 1, tokens below 0.1 x the top probability dropped),
 - EDT, entropy-based dynamic temperature: tau = T0 * N^(theta / H) at every step.
 
-    python evaluate.py --head out/synthetic_sequence/head.pt --task synthetic
+    python evaluate.py --head out/synthetic_sequence/head.pt   # the task and settings of its run
     python evaluate.py --sweep --task ultramathstories_arithmetic   # fixed temperatures on training prompts
 
 For each subtask it reports the mean reward of every method, the win rate of AD against each
@@ -13,9 +13,13 @@ For each subtask it reports the mean reward of every method, the win rate of AD 
 histogram (the paper's Fig. 4) and what the task's temperature_metrics find (its Fig. 5); for a mix
 of tasks, AD's win rates on all prompts pooled and an oracle's (pooled_win_rates). The reward is the
 one training used: a task whose reward is relative (the synthetic varied kind) gets N responses per prompt,
-scored together. Written to stdout (markdown), report.json and report.html (tables, histograms and
-per-token temperatures, Fig. 6) in --out_dir. --sweep runs the fixed temperatures alone on training
-prompts: how a mixture whose subtasks want different temperatures is chosen (sweep.json).
+scored together. Written to stdout (markdown), eval_report.json and eval_report.html (tables,
+histograms and per-token temperatures, Fig. 6) in --out_dir, the head's directory by default (train.py's
+own evaluation there is report.json and report.html; --name report replaces it).
+The task and the settings (held-out prompts, max_new_tokens, seed, ...) are those of the head's run,
+read from the config.json train.py wrote beside head.pt; a flag given on the command line wins.
+--sweep runs the fixed temperatures alone on training prompts: how a mixture whose subtasks want
+different temperatures is chosen (sweep.json).
 """
 import argparse
 import json
@@ -26,10 +30,11 @@ from pathlib import Path
 
 import torch
 
+import runs
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES
 from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, model_dtype,
-                 one_line_errors, parse_temperatures)
+                 one_line_errors, parse_temperatures, plural)
 from report import print_report, print_sweep, report_html
 from sample import generate
 from tasks.stats import bootstrap_ci, win_rate
@@ -60,63 +65,75 @@ def samples_per_prompt(examples, n_samples=None):
     return [n(ex["task"]) for ex in examples]
 
 
-def run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge, compile,
-               progress):
-    """One method on the examples, n_per_prompt[i] responses to example i, in batches of at most
-    batch_size rows (a prompt's responses in one batch, subtasks mixed). The N responses to a
-    prompt are scored together by the task's reward (tasks.rewards: a relative reward compares
-    them), the reward the head was trained on.
-    Returns per prompt: the mean reward, the task's metrics, the LM's final hidden state at the last
-    prompt token ("states", (P, d): what AD_seq chooses from), and all the samples. The batches and
-    their seeds depend only on the examples and n_per_prompt, never on the method: row for row, the
-    same random numbers drive every method (what exact_ad_seq relies on)."""
-    temps = kw["head"].temperatures.tolist() if kw.get("head") is not None else None
+def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge,
+                compile=False, phase="evaluation (held-out)", progress=None):
+    """Every method of to_run ({name: generate()'s keyword arguments}, see methods) on the examples,
+    n_per_prompt[i] responses to example i, in batches of at most batch_size rows (a prompt's
+    responses in one batch, subtasks mixed). The N responses to a prompt are scored together by the
+    task's reward (tasks.rewards: a relative reward compares them), the reward the head was trained on.
+    Returns {name: result}, a result per method holding, per prompt, the mean reward, the task's
+    metrics, the LM's final hidden state at the last prompt token ("states", (P, d): what AD_seq
+    chooses from), and all the samples. The batches and their seeds depend only on the examples and
+    n_per_prompt, never on the method: row for row, the same random numbers drive every method (what
+    exact_ad_seq relies on), and a batch's prompts go through the model once for all the methods
+    (generate's `shared`). progress(done, name), else a progress line named phase."""
+    if progress is None:
+        prog = Progress(phase, len(to_run) * sum(n_per_prompt), "responses")
+        progress = lambda done, name: prog.update(done, f"({name})")  # noqa: E731
     # batches of prompts of similar lengths: a batch is left-padded to its longest prompt
     ids = [tasks.prompt_ids(tok, ex) for ex in examples]
     order = sorted(range(len(examples)), key=lambda i: len(ids[i]))
-    results = [None] * len(examples)  # per example: (reward, metrics, state, samples)
-    b = 0
+    results = {name: [None] * len(examples) for name in to_run}  # per example: (reward, metrics, state, samples)
+    b, done = 0, 0
     while b < len(order):  # a batch: the next prompts, all their responses, batch_size rows at most
         e, size = b + 1, n_per_prompt[order[b]]
         while e < len(order) and size + n_per_prompt[order[e]] <= batch_size:
             size, e = size + n_per_prompt[order[e]], e + 1
         exs, ns = [examples[i] for i in order[b:e]], [n_per_prompt[i] for i in order[b:e]]
-        first = [sum(ns[:i]) for i in range(len(exs))]  # example i: rows first[i] ... first[i] + ns[i] - 1
         prompts = [ids[i] for i, n in zip(order[b:e], ns) for _ in range(n)]
-        g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b, compile=compile,
-                     **kw)
-        responses = [tok.decode(t) for t in g.tokens]
-        if hasattr(judge, "remember_surprisal"):  # the story reward reads the surprisal: generation has it
-            judge.remember_surprisal([ex["prompt"] for ex, n in zip(exs, ns) for _ in range(n)], responses,
-                                     g.logprobs)
-        rs = tasks.rewards(exs, responses, judge, counts=ns)
-        for i, ex in enumerate(exs):
-            rows = range(first[i], first[i] + ns[i])
-            task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the judge alone
-            results[order[b + i]] = (
-                sum(rs[j] for j in rows) / ns[i],
-                task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows], judge),
-                g.prompt_hidden[first[i]].float().cpu(),
-                [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
-                  "choices": g.choices[j] if g.choices else None,
-                  "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None} for j in rows])
-        progress(sum(n_per_prompt[i] for i in order[:e]))
+        shared = {}  # the batch's prefill, computed by the first method and copied by the others
+        for name, kw in to_run.items():
+            g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b, compile=compile,
+                         shared=shared, **kw)
+            for i, result in enumerate(score_responses(tok, exs, ns, g, judge, kw)):
+                results[name][order[b + i]] = result
+            done += size
+            progress(done, name)
         b = e
-    return {"reward": [r[0] for r in results], "metrics": [r[1] for r in results],
-            "states": torch.stack([r[2] for r in results]), "samples": [s for r in results for s in r[3]]}
+    return {name: {"reward": [r[0] for r in res], "metrics": [r[1] for r in res],
+                   "states": torch.stack([r[2] for r in res]), "samples": [s for r in res for s in r[3]]}
+            for name, res in results.items()}
 
 
-def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge,
-                compile=False, phase="evaluation"):
-    """Every method of to_run ({name: generate()'s keyword arguments}, see methods) on the examples,
-    one after the other, with a progress line: {name: run_method's result}."""
-    prog = Progress(phase, len(to_run) * sum(n_per_prompt), "responses")
-    results = {}
-    for name, kw in to_run.items():
-        done = len(results) * sum(n_per_prompt)
-        results[name] = run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed,
-                                   judge, compile, lambda k: prog.update(done + k, f"({name})"))
-    return results
+def score_responses(tok, exs, ns, g, judge, kw):
+    """A batch's responses (Generation g, ns[i] rows for example i) decoded and scored: per example,
+    (mean reward, the task's metrics, the state at its last prompt token, its samples)."""
+    temps = kw["head"].temperatures.tolist() if kw.get("head") is not None else None
+    responses = [tok.decode(t) for t in g.tokens]
+    if hasattr(judge, "remember_surprisal"):  # the story reward reads the surprisal: generation has it
+        judge.remember_surprisal([ex["prompt"] for ex, n in zip(exs, ns) for _ in range(n)], responses,
+                                 g.logprobs)
+    rs = tasks.rewards(exs, responses, judge, counts=ns)
+    out, first = [], 0
+    for ex, n in zip(exs, ns):  # example i: rows first ... first + n - 1
+        rows = range(first, first + n)
+        task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the judge alone
+        out.append((sum(rs[j] for j in rows) / n,
+                    task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows], judge),
+                    g.prompt_hidden[first].float().cpu(),
+                    [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
+                      "choices": g.choices[j] if g.choices else None,
+                      "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None} for j in rows]))
+        first += n
+    return out
+
+
+def run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge, compile,
+               progress):
+    """One method (generate()'s keyword arguments kw) on the examples: run_methods' result for it.
+    progress(done)."""
+    return run_methods(model, tok, {"method": kw}, examples, n_per_prompt, max_new_tokens, batch_size, seed,
+                       judge, compile, progress=lambda done, name: progress(done))["method"]
 
 
 @torch.no_grad()
@@ -147,13 +164,15 @@ def exact_ad_seq(head, results):
 
 
 def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batch_size=48, seed=0,
-             out_dir=None, compare="all", judge=None, settings=None, compile=False, exact=True):
+             out_dir=None, compare="all", judge=None, settings=None, compile=False, exact=True, rounds=None,
+             name="report"):
     """AD (greedy temperature selection) and the methods compare asks for (see methods) on the
     examples (AD_seq beside the fixed temperatures: exact_ad_seq, unless exact=False), with
     n_samples responses per prompt and method (see samples_per_prompt), scored by
     the tasks' rewards (judge: for the judged tasks, see tasks/judge.py). settings: what to say of
-    the run in the report (a dict; "started", a time.time(), gives the time the run took).
-    Prints the tables; with out_dir, writes report.json and report.html there. Returns the report."""
+    the run in the report (a dict; "started", a time.time(), gives the time the run took); rounds: the
+    learning metric by round ([{"round", "wins", "mean_tau"}], train.py's validation).
+    Prints the tables; with out_dir, writes <name>.json and <name>.html there. Returns the report."""
     n_per_prompt = samples_per_prompt(examples, n_samples)
     to_run = methods(head, compare)
     # AD_seq needs no generation of its own once the fixed temperatures are run (exact_ad_seq)
@@ -166,13 +185,15 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
         results = {"AD": exact_ad_seq(head, results), **results}
 
     report = summarise(results, examples, n_per_prompt, head, tok, settings)
+    if rounds:
+        report["rounds"] = rounds
     print_report(report)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=1))
-        (out / "report.html").write_text(report_html(report, tok, head, examples, results["AD"]["samples"]))
-        print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
+        (out / f"{name}.json").write_text(json.dumps(report, indent=1))
+        (out / f"{name}.html").write_text(report_html(report, tok, head, examples, results["AD"]["samples"]))
+        print(f"wrote {out / (name + '.json')} and {out / (name + '.html')}")
     return report
 
 
@@ -219,7 +240,10 @@ def subtask_report(results, examples, idx, n_samples, head, tok):
     for s in ad_samples:
         for k in (s["choices"] if head.level == "token" else s["choices"][:1]):
             counts[k] += 1
+    # every method's mean reward with a 95% bootstrap interval over prompts, for report.html's picture
+    intervals = {name: bootstrap_ci([res["reward"][i] for i in idx]) for name, res in results.items()}
     out = {"prompts": len(idx), "samples": n_samples, "reward": task.REWARD, "methods": rows,
+           "mean_reward_ci": intervals,
            "ad_temperature_counts": counts,
            "ad_mean_temperature": sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)}
     if task.LABEL:  # e.g. arithmetic: a stand-in for GSM8K, said wherever it is reported
@@ -282,49 +306,74 @@ def sweep(model, tok, examples, temperatures, n_samples=None, max_new_tokens=64,
     return out
 
 
+# what evaluate.py uses where neither the command line nor the head's run (the config.json train.py
+# wrote beside head.pt) says
+DEFAULTS = dict(model="smollm2", test_prompts=48, max_new_tokens=64, batch_size=48, judge="offline", seed=0,
+                temperatures=",".join(str(t) for t in DEFAULT_TEMPERATURES))
+
+
 def parse_args():
+    run = " (default: the head's run's, else {})"
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--head", default=None, help="the trained head (a head.pt); not with --sweep")
-    p.add_argument("--model", default="smollm2")
-    p.add_argument("--task", default="synthetic")
-    p.add_argument("--test_prompts", type=int, default=48, help="held-out prompts (per task of a mix)")
+    p.add_argument("--model", default=None, help=run.format(DEFAULTS["model"]))
+    p.add_argument("--task", default=None, help="default: the head's run's (its config.json); needed for a head "
+                   "without one; a sweep: synthetic")
+    p.add_argument("--test_prompts", type=int, default=None,
+                   help="held-out prompts (per task of a mix)" + run.format(DEFAULTS["test_prompts"]))
     p.add_argument("--compare", default="all", choices=["none", "fixed", "all"],
                    help="besides AD: nothing, every fixed temperature of the head's set, or those and "
                    "min-p and EDT")
     p.add_argument("--sweep", action="store_true", help="no head: every fixed temperature of --temperatures "
                    "on --train_prompts TRAINING prompts per task (how a mixture is chosen)")
-    p.add_argument("--temperatures", default=",".join(str(t) for t in DEFAULT_TEMPERATURES),
-                   help="the sweep's temperatures")
+    p.add_argument("--temperatures", default=None, help="the sweep's temperatures")
     p.add_argument("--train_prompts", type=int, default=48, help="the sweep's prompts per task")
     p.add_argument("--n_samples", type=int, default=None, help="responses per prompt and method "
-                   "(default: the task's EVAL_SAMPLES, e.g. 4 for stories, 8 for gsm8k_vote)")
-    p.add_argument("--max_new_tokens", type=int, default=64)
-    p.add_argument("--batch_size", type=int, default=48)
-    p.add_argument("--judge", default="offline",
-                   help="'offline' (the LM rates responses) or a reward model (directory or hub id)")
+                   "(default: the task's EVAL_SAMPLES, e.g. 4 for stories, 8 for gsm8k_vote; for a relative reward "
+                   "(synthetic), the head's run's n_samples, as train.py evaluates)")
+    p.add_argument("--max_new_tokens", type=int, default=None, help=run.format(DEFAULTS["max_new_tokens"]))
+    p.add_argument("--batch_size", type=int, default=None, help=run.format(DEFAULTS["batch_size"]))
+    p.add_argument("--judge", default=None, help="'offline' (the LM rates responses) or a reward model "
+                   "(directory or hub id)" + run.format(DEFAULTS["judge"]))
     p.add_argument("--data_dir", default=None, help="local copies of the datasets (else $LPO_DATA_DIR, "
                    "else ~/.cache/lpo/data, downloading what is missing)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help=run.format(DEFAULTS["seed"]))
     p.add_argument("--out_dir", default=None,
                    help="default: the head's directory (a sweep: out/sweep_<task>)")
+    p.add_argument("--name", default="eval_report", help="the report's files: <name>.json and <name>.html in "
+                   "--out_dir (train.py's are report.*; --name report replaces them)")
     p.add_argument("--device", default=default_device())
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="the LM's (default: bf16 on CUDA)")
     p.add_argument("--compile", action="store_true", help="generate with a compiled decode step")
     args = p.parse_args()
+    if (args.head is None) != args.sweep:
+        sys.exit("error: give either --head (evaluate a trained head) or --sweep (fixed temperatures alone)")
+    # the head's run: what it was trained on and evaluated with; the command line wins, then the run
+    args.config = Path(args.head).parent / "config.json" if args.head else None
+    args.run = runs.read_settings(args.config) if args.config and args.config.exists() else {}
+    for key, default in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, args.run.get(key, default))
     check_settings(args, at_least={"test_prompts": 1, "train_prompts": 1, "n_samples": 1, "max_new_tokens": 1,
                                    "batch_size": 1}, between={"seed": SEED_RANGE})
     if args.n_samples is not None and args.n_samples > args.batch_size:
         sys.exit(f"error: --n_samples {args.n_samples}: a prompt's responses are generated in one batch, so "
                  f"at most --batch_size ({args.batch_size})")
     check_device(args.device)
-    if (args.head is None) != args.sweep:
-        sys.exit("error: give either --head (evaluate a trained head) or --sweep (fixed temperatures alone)")
     args.temperatures = parse_temperatures(args.temperatures)
     if args.data_dir:
         os.environ["LPO_DATA_DIR"] = args.data_dir
+    if not args.name or "/" in args.name:
+        sys.exit(f"error: --name {args.name!r}: a file name without its extension, e.g. eval_report")
+    args.task = args.task or args.run.get("task") or ("synthetic" if args.sweep else None)
     args.out_dir = args.out_dir or (f"out/sweep_{args.task}" if args.sweep else Path(args.head).parent)
     check_writable(args.out_dir, "directory")
+    if args.head and not Path(args.head).exists():
+        sys.exit(f"error: --head {args.head}: not found")
+    if args.task is None:
+        sys.exit(f"error: no {args.config} (train.py writes one beside head.pt) to say which task the head "
+                 "was trained on; give --task")
     return args
 
 
@@ -341,6 +390,22 @@ def main():
         if not any(ex["task"] == name for ex in examples):
             sys.exit(f"error: task {name} has no {'training' if args.sweep else 'held-out'} prompts with these "
                      "settings; its data may be too small")
+    n_samples = args.n_samples
+    if n_samples is None and "n_samples" in args.run:  # a relative reward: scored on as many as training drew
+        n_samples = {name: args.run["n_samples"] for name in tasks.mix(args.task) if tasks.get_task(name).RELATIVE}
+    n_responses = sum(samples_per_prompt(examples, n_samples))
+    # the plan, before minutes of model loading
+    if args.sweep:
+        print(f"plan: sweep {args.task}: {plural(len(args.temperatures), 'fixed temperature')} x "
+              f"{plural(n_responses, 'response')} to {plural(len(examples), 'training prompt')}; writes "
+              f"{Path(args.out_dir) / 'sweep.json'}", flush=True)
+    else:
+        head = AdaptiveDecoder.load(args.head)  # what it is (its level, its temperatures); checked below
+        source = f", settings from {args.config}" if args.run else ""
+        print(f"plan: evaluate {args.head} ({head.level} level{source}) on {args.task}: "
+              f"{plural(len(methods(head, args.compare)), 'method')} x {plural(n_responses, 'response')} to "
+              f"{plural(len(examples), 'held-out prompt')}; writes {Path(args.out_dir) / args.name}.json and "
+              ".html", flush=True)
     model = Transformer.from_pretrained(args.model, device=args.device, dtype=model_dtype(args.dtype, args.device))
     tok = Tokenizer.from_pretrained(args.model)
     head = None if args.sweep else AdaptiveDecoder.load(args.head, d_model=model.config.d_model,
@@ -355,8 +420,8 @@ def main():
         sweep(model, tok, examples, args.temperatures, args.n_samples, args.max_new_tokens, args.batch_size,
               args.seed, scorer, args.out_dir, args.compile)
     else:
-        evaluate(model, tok, head, examples, args.n_samples, args.max_new_tokens, args.batch_size, args.seed,
-                 args.out_dir, compare=args.compare, judge=scorer, compile=args.compile)
+        evaluate(model, tok, head, examples, n_samples, args.max_new_tokens, args.batch_size, args.seed,
+                 args.out_dir, compare=args.compare, judge=scorer, compile=args.compile, name=args.name)
 
 
 if __name__ == "__main__":

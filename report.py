@@ -24,7 +24,8 @@ def heading(report, sub):
     r = report["subtasks"][sub]
     hist = ", ".join(f"{t:g}: {c}" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
     label = f": {r['label']}" if r.get("label") else ""
-    return (f"{sub}{label} ({r['prompts']} prompts x {r['samples']} responses; mean reward and win rates on "
+    return (f"{sub}{label} ({r['prompts']} prompt{'s' * (r['prompts'] != 1)} x {r['samples']} "
+            f"response{'s' * (r['samples'] != 1)}; mean reward and win rates on "
             f"{r['reward']}; AD_{report['level'][:3]} mean temperature {r['ad_mean_temperature']:.2f}; "
             f"choices {hist})")
 
@@ -115,6 +116,165 @@ def html_page(sections, title="adaptive decoding"):
             f"{''.join(sections)}</body>")
 
 
+# -----------------------------------------------------------------------------
+# pictures: inline SVG, drawn from report.json's numbers (no library, no script)
+
+BLUE, RED, GREEN, GREY = "#3b6fb6", "#c8372d", "#2e8b57", "#888"
+
+
+def scale(lo, hi, a, b):
+    """The map from data [lo, hi] to pixels [a, b]."""
+    return lambda v: a + (v - lo) / ((hi - lo) or 1) * (b - a)
+
+
+def svg(width, height, body, label):
+    return (f"<svg class='figure' role='img' aria-label='{html.escape(label, quote=True)}' width='{width}' "
+            f"height='{height}' viewBox='0 0 {width} {height}' style='font:11px sans-serif;display:block'>"
+            f"{body}</svg>")
+
+
+def axes(x, y, xs, ys, xlabel, ylabel, x_fmt="{:g}", y_fmt="{:g}"):
+    """Axis lines with ticks at xs and ys (data values) and their labels; x, y the scales."""
+    x0, y0 = x(xs[0]), y(ys[0])
+    parts = [f"<line x1='{x0:.1f}' y1='{y0:.1f}' x2='{x(xs[-1]):.1f}' y2='{y0:.1f}' stroke='#444'/>",
+             f"<line x1='{x0:.1f}' y1='{y0:.1f}' x2='{x0:.1f}' y2='{y(ys[-1]):.1f}' stroke='#444'/>"]
+    parts += [f"<text x='{x(v):.1f}' y='{y0 + 14:.1f}' text-anchor='middle'>{x_fmt.format(v)}</text>" for v in xs]
+    parts += [f"<text x='{x0 - 4:.1f}' y='{y(v) + 4:.1f}' text-anchor='end'>{y_fmt.format(v)}</text>" for v in ys]
+    parts.append(f"<text x='{(x0 + x(xs[-1])) / 2:.1f}' y='{y0 + 30:.1f}' text-anchor='middle'>"
+                 f"{html.escape(xlabel)}</text>")
+    lx, ly = x0 - 38, (y0 + y(ys[-1])) / 2
+    parts.append(f"<text x='{lx:.1f}' y='{ly:.1f}' text-anchor='middle' transform='rotate(-90 {lx:.1f} {ly:.1f})'>"
+                 f"{html.escape(ylabel)}</text>")
+    return "".join(parts)
+
+
+def point(cls, cx, cy, lo, hi, color, title, square=False):
+    """A mark with a vertical interval (lo, hi in pixels) and a tooltip saying its numbers."""
+    bar = f"<line x1='{cx:.1f}' y1='{lo:.1f}' x2='{cx:.1f}' y2='{hi:.1f}' stroke='{color}'/>"
+    mark = (f"<rect x='{cx - 4:.1f}' y='{cy - 4:.1f}' width='8' height='8'" if square
+            else f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='4'")
+    return f"<g class='{cls}'><title>{html.escape(title)}</title>{bar}{mark} fill='{color}'/></g>"
+
+
+def reward_figure(report, sub):
+    """(a) A subtask's mean reward against the temperature: each fixed temperature with its 95%
+    interval, AD's mean reward as a line across, and under them how often AD chose each temperature."""
+    r, temps = report["subtasks"][sub], report["temperatures"]
+    cis = {t: r["mean_reward_ci"][f"tau={t:g}"] for t in temps if f"tau={t:g}" in r["mean_reward_ci"]}
+    ad = r["mean_reward_ci"]["AD"]
+    lo = min([c[1] for c in cis.values()] + [ad[0]])
+    hi = max([c[2] for c in cis.values()] + [ad[0]])
+    pad = 0.1 * (hi - lo or 1)
+    W, H, left, right, top, bottom = 460, 260, 56, 100, 14, 200
+    x, y = scale(min(temps), max(temps), left + 10, W - right), scale(lo - pad, hi + pad, bottom, top)
+    ticks = [lo - pad + i * (hi - lo + 2 * pad) / 4 for i in range(5)]
+    body = [axes(x, y, temps, ticks, "temperature", "mean reward", y_fmt="{:.2f}")]
+    total = max(sum(r["ad_temperature_counts"]), 1)
+    for t, c in zip(temps, r["ad_temperature_counts"]):  # AD's choices: bars from the axis up
+        h = 40 * c / total
+        body.append(f"<g class='choice'><title>AD chose {t:g} {c} times ({c / total:.0%})</title>"
+                    f"<rect x='{x(t) - 9:.1f}' y='{bottom - h:.1f}' width='18' height='{h:.1f}' fill='{RED}' "
+                    f"opacity='0.25'/></g>")
+    for t, (m, l, h) in cis.items():
+        body.append(point("fixed", x(t), y(m), y(l), y(h), BLUE,
+                          f"tau={t:g}: mean reward {m:.3f} [{l:.3f}, {h:.3f}]"))
+    body.append(f"<g class='ad'><title>AD: mean reward {ad[0]:.3f} [{ad[1]:.3f}, {ad[2]:.3f}]</title>"
+                f"<line x1='{left + 10}' y1='{y(ad[0]):.1f}' x2='{W - right}' y2='{y(ad[0]):.1f}' stroke='{RED}' "
+                f"stroke-width='2' stroke-dasharray='6 3'/></g>")
+    body.append(f"<text x='{W - right + 6}' y='{y(ad[0]) + 4:.1f}' fill='{RED}'>AD {ad[0]:.3f}</text>"
+                f"<text x='{W - right + 6}' y='{bottom - 4}' fill='{RED}' opacity='0.7'>AD's choices</text>"
+                f"<text x='{left + 10}' y='{top}' fill='{BLUE}'>fixed temperatures (95% interval)</text>")
+    return svg(W, H, "".join(body), f"{sub}: mean reward against temperature")
+
+
+def win_figure(report):
+    """(b) AD's win rate against each fixed temperature with its 95% interval, on all prompts pooled
+    (a mix) or on its one subtask, and beside it the oracle's (a mix: the best fixed temperature of
+    each subtask)."""
+    if "pooled" in report:
+        methods = report["pooled"]["methods"]
+    else:
+        methods = next(iter(report["subtasks"].values()))["methods"]
+    names = [n for n in methods if n.startswith("tau=")]
+    W, H, left, top = 520, 40 + 26 * len(names), 130, 24
+    x, y = scale(0, 1, left, W - 20), lambda i: top + 26 * i + 13
+    body = [f"<line x1='{x(0.5):.1f}' y1='{top}' x2='{x(0.5):.1f}' y2='{H - 20}' stroke='{GREY}' "
+            "stroke-dasharray='3 3'/>"]
+    body += [f"<text x='{x(v):.1f}' y='{H - 6}' text-anchor='middle'>{v:.0%}</text>" for v in (0, 0.25, 0.5, 0.75, 1)]
+    body.append(f"<text x='{left}' y='12' fill='{RED}'>AD wins (circle)</text>"
+                + (f"<text x='{left + 120}' y='12' fill='{GREEN}'>the oracle wins (square)</text>"
+                   if "pooled" in report else ""))
+    for i, name in enumerate(names):
+        body.append(f"<text x='{left - 6}' y='{y(i) + 4}' text-anchor='end'>against {name}</text>")
+        for key, cls, color, dy, sq in (("ad_win_rate", "adwin", RED, -4, False),
+                                        ("oracle_win_rate", "oraclewin", GREEN, 4, True)):
+            if key in methods[name]:
+                rate, lo, hi = methods[name][key]
+                who = "AD" if cls == "adwin" else "the oracle"
+                body.append(f"<g class='{cls}'><title>{who} against {name}: {rate:.1%} [{lo:.1%}, {hi:.1%}]</title>"
+                            f"<line x1='{x(lo):.1f}' y1='{y(i) + dy}' x2='{x(hi):.1f}' y2='{y(i) + dy}' "
+                            f"stroke='{color}'/>"
+                            + (f"<rect x='{x(rate) - 4:.1f}' y='{y(i) + dy - 4}' width='8' height='8'" if sq else
+                               f"<circle cx='{x(rate):.1f}' cy='{y(i) + dy}' r='4'") + f" fill='{color}'/></g>")
+    return svg(W, H, "".join(body), "win rates against each fixed temperature")
+
+
+def rounds_figure(rounds):
+    """(c) Per round of training (0: the untrained head), on the validation split: AD's lowest win rate
+    against a fixed temperature (the learning metric that picks head.pt) and each subtask's mean
+    temperature."""
+    R = [r["round"] for r in rounds]
+    subs = sorted({s for r in rounds for s in r["mean_tau"]})
+    colors = [BLUE, GREEN, "#b8860b", "#6a3d9a", GREY]
+    W, H, top, bottom = 460, 210, 20, 170
+    panels = []
+    for p, (label, values) in enumerate([
+            ("lowest win rate", {"AD": [min(w[0] for w in r["wins"].values()) for r in rounds]}),
+            ("mean temperature", {s: [r["mean_tau"].get(s, float("nan")) for r in rounds] for s in subs})]):
+        left = 50 + p * 250
+        x = scale(R[0], R[-1], left + 6, left + 190)
+        lo, hi = (0, 1) if p == 0 else (0, max(1.0, max(v for vs in values.values() for v in vs)))
+        y = scale(lo, hi, bottom, top)
+        body = [axes(x, y, R, [lo, (lo + hi) / 2, hi], "round", label, y_fmt="{:.0%}" if p == 0 else "{:.1f}")]
+        for k, (name, vs) in enumerate(values.items()):
+            color = RED if p == 0 else colors[k % len(colors)]
+            pts = " ".join(f"{x(r):.1f},{y(v):.1f}" for r, v in zip(R, vs))
+            body.append(f"<polyline points='{pts}' fill='none' stroke='{color}'/>")
+            body += [f"<g class='{'metric' if p == 0 else 'tau'}'><title>round {r}: {name} "
+                     f"{f'{v:.0%}' if p == 0 else f'{v:.2f}'}</title><circle cx='{x(r):.1f}' cy='{y(v):.1f}' r='3.5' "
+                     f"fill='{color}'/></g>" for r, v in zip(R, vs)]
+            if p == 1:  # the legend: one line a subtask, at the right
+                body.append(f"<text x='{left + 196}' y='{top + 12 + 14 * k}' fill='{color}'>{html.escape(name)}</text>")
+        panels.append("".join(body))
+    return svg(W + 160, H, "".join(panels), "learning metric and mean temperature by round")
+
+
+def finding(report):
+    """The first sentence of the page: what the run found, from the numbers."""
+    pooled = "pooled" in report
+    methods = report["pooled"]["methods"] if pooled else next(iter(report["subtasks"].values()))["methods"]
+    fixed = {n: m for n, m in methods.items() if n.startswith("tau=")}
+    if not fixed or "ad_win_rate" not in next(iter(fixed.values())):
+        return ""
+    rates = {n: m["ad_win_rate"] for n, m in fixed.items()}
+    beaten = [n for n, w in rates.items() if w[0] > 0.5]
+    sure = [n for n, w in rates.items() if w[1] > 0.5]
+    prompts = report["pooled"]["prompts"] if pooled else next(iter(report["subtasks"].values()))["prompts"]
+    where = f"all {prompts} held-out prompts pooled" if pooled else f"{prompts} held-out prompts"
+    lo, hi = min(w[0] for w in rates.values()), max(w[0] for w in rates.values())
+    text = (f"On {where}, AD_{report['level'][:3]} beat "
+            + ("every fixed temperature" if len(beaten) == len(rates) else
+               f"{len(beaten)} of the {len(rates)} fixed temperatures")
+            + f" (win rates from {lo:.0%} to {hi:.0%}; above 50% with 95% confidence against "
+            + (f"{len(sure)}: {', '.join(sure)})." if sure else "none of them).")
+            )
+    if pooled:
+        o = [m["oracle_win_rate"][0] for m in fixed.values()]
+        text += (f" The oracle, the best fixed temperature of each subtask chosen on these prompts, wins "
+                 f"{min(o):.0%} to {max(o):.0%} against them: the headroom of choosing per subtask.")
+    return text
+
+
 def cell(tag, x):
     return f"<{tag} style='border:1px solid #ccc;padding:2px 6px'>{html.escape(str(x))}</{tag}>"
 
@@ -126,36 +286,39 @@ def html_table(rows):
 
 
 def report_html(report, tok, head, examples, ad_samples):
-    """A self-contained page: the run's settings, the results tables, AD's temperature histogram
-    per subtask and a few responses shaded by the temperature chosen for each token."""
-    parts = ["<h1>Adaptive decoding: evaluation</h1>"]
+    """A self-contained page: what the run found in one sentence, the pictures (win rates, reward
+    against temperature per subtask, learning by round), the run's settings, the results tables and
+    a few of AD's responses with the temperature chosen for each token."""
+    level = f"AD_{report['level'][:3]}"
+    parts = ["<h1>Adaptive decoding: evaluation</h1>", f"<p class='finding'><b>{html.escape(finding(report))}</b></p>",
+             "<h2>Win rates</h2><p>Per prompt: 1 for a win, 0.5 for a tie; with a 95% bootstrap interval.</p>",
+             win_figure(report) if any(n.startswith("tau=") for r in report["subtasks"].values() for n in r["methods"])
+             else "<p>(no fixed temperature was run: nothing to compare AD with)</p>"]
+    if report.get("rounds"):
+        parts += ["<h2>Learning, round by round (validation split)</h2>", rounds_figure(report["rounds"])]
     if report.get("settings"):
         parts.append("<h2>Run</h2><table style='border-collapse:collapse'>"
                      + "".join(f"<tr>{cell('th', k)}{cell('td', v)}</tr>"
                                for k, v in report["settings"].items())
                      + "</table>")
-    parts.append("<h2>Results</h2><p>AD's win rate: per prompt 1 for a win, 0.5 for a tie, with a 95% "
-                 "bootstrap interval.</p>")
+    parts.append("<h2>Results</h2>")
     if "pooled" in report:
         parts.append(f"<h3>{html.escape(pooled_heading(report['pooled']))}</h3>"
                      + html_table(pooled_table(report["pooled"])))
     for sub, r in report["subtasks"].items():
-        parts.append(f"<h3>{html.escape(heading(report, sub))}</h3>"
+        parts.append(f"<h3>{html.escape(heading(report, sub))}</h3>" + reward_figure(report, sub)
                      + "".join(f"<p>AD's {html.escape(w)}: {number(v)}</p>"
                                for w, v in r.get("ad_temperature_metrics", {}).items())
                      + html_table(table(r)))
-    parts.append(f"<h2>AD_{report['level'][:3]}: temperatures chosen on held-out prompts</h2>")
-    for sub, r in report["subtasks"].items():
-        total = max(sum(r["ad_temperature_counts"]), 1)
-        bars = "".join(f"<div style='display:flex;align-items:center'><span style='width:4em'>{t:g}</span>"
-                       f"<span style='background:#c33;height:1em;width:{30 * c / total:.1f}em'></span>"
-                       f"&nbsp;{c}</div>" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
-        label = f": {r['label']}" if r.get("label") else ""
-        parts.append(f"<h3>{html.escape(sub + label)} (mean {r['ad_mean_temperature']:.2f})</h3>{bars}")
-    parts.append("<h2>Examples</h2>")
+    parts.append(f"<h2>{level}'s responses, shaded by the temperature it chose</h2>"
+                 "<p>Hover a token for its temperature; the legend gives the shade of each.</p>")
     prompts = {ex["id"]: ex["prompt"] for ex in examples}
+    temps = head.temperatures.cpu()
     for s in ad_samples[:: max(1, len(ad_samples) // 6)][:6]:
-        parts.append(temperature_html(tok, s["tokens"], s["choices"], head.temperatures.cpu(),
-                                      prompts[s["id"]])
-                     + f"<p>reward {s['reward']:.3f}</p><hr>")
+        chosen = [float(temps[k]) for k in s["choices"][:max(1, len(s["tokens"]))]]
+        said = (f"temperature chosen: {chosen[0]:g}" if report["level"] == "sequence" else
+                f"temperatures chosen: mean {sum(chosen) / len(chosen):.2f}, from {min(chosen):g} to {max(chosen):g}")
+        parts.append(temperature_html(tok, s["tokens"], s["choices"], temps, f"{level}'s response to: "
+                                      f"{prompts[s['id']]}")
+                     + f"<p>{said}; reward {s['reward']:.3f}</p><hr>")
     return html_page(parts, "AD evaluation")

@@ -48,8 +48,8 @@ import runs
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
 from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, duration,
-                 model_dtype, one_line_errors, parse_temperatures)
-from evaluate import evaluate, exact_ad_seq, methods, pooled_win_rates, run_method, samples_per_prompt
+                 model_dtype, one_line_errors, parse_temperatures, plural)
+from evaluate import evaluate, exact_ad_seq, methods, pooled_win_rates, run_method, run_methods, samples_per_prompt
 from lpo import PAIR_RULES, pair_loss, preference_accuracy, preference_pairs, same_temperatures
 from model import Transformer
 from runs import load_or_exit, save_atomic
@@ -180,10 +180,14 @@ def collect(name, examples, head):
     # batches of prompts of similar lengths: a batch is left-padded to its longest prompt
     examples = sorted(examples, key=lambda ex: len(tasks.prompt_ids(tok, ex)))
     batches = [examples[i:i + per_batch] for i in range(0, len(examples), per_batch)]
-    prog, samples = Progress(name, len(examples) * N, "samples"), []
+    saved = {b for b in range(len(batches)) if (out / "samples" / f"{name}_batch{b:04d}.pt").exists()}
+    if saved:  # saved before a restart (resume): read back, not generated (no rate to measure)
+        print(f"  {name}: read back {plural(len(saved), 'batch', 'batches')} saved before")
+    to_make = N * sum(len(exs) for b, exs in enumerate(batches) if b not in saved)
+    prog, samples, made = Progress(name, to_make, "samples"), [], 0
     for b, exs in enumerate(batches):
         path = out / "samples" / f"{name}_batch{b:04d}.pt"
-        if not path.exists():  # else: saved before a restart (resume), read back below
+        if b not in saved:
             prompts = [tasks.prompt_ids(tok, ex) for ex in exs for _ in range(N)]  # row i*N + j: ex i
             seed = zlib.crc32(f"{args.seed}/{name}/{b}".encode())
             g = generate(model, prompts, args.max_new_tokens, head=head, selection="sample",
@@ -201,8 +205,9 @@ def collect(name, examples, head):
                       "hidden": g.hidden[j, :len(g.choices[j])].float().cpu().clone()}
                      for j in range(len(prompts))]
             save_atomic(lambda tmp: torch.save(batch, tmp), path)
+            made += len(batch)
+            prog.update(made)
         samples += load_or_exit(path, "samples")
-        prog.update(len(samples))
     return samples
 
 
@@ -233,25 +238,25 @@ val_subtask = [tasks.subtask(ex) for ex in val_examples]
 def validation_fixed():
     """Every fixed temperature on the validation prompts, one file per temperature (a resumed run
     reads them back): {"tau=t": evaluate.run_method's result}."""
-    results, decoded, t0 = {}, 0, time.time()
     fixed = methods(None, "fixed", temperatures)
-    prog = Progress("validation", len(fixed) * sum(val_n), "responses")
-    for name, kw in fixed.items():
-        path = out / "samples" / f"val_{name}.pt"
-        if not path.exists():
-            done = len(results) * sum(val_n)
-            res = run_method(model, tok, kw, val_examples, val_n, args.max_new_tokens, args.batch_size,
-                             args.seed, judge, args.compile, lambda k: prog.update(done + k, f"({name})"))
-            save_atomic(lambda tmp: torch.save(res, tmp), path)
-            decoded += sum(val_n)
-        else:
-            prog.update((len(results) + 1) * sum(val_n), f"({name}, saved before)")
-        results[name] = load_or_exit(path, "results")
+    path = lambda name: out / "samples" / f"val_{name}.pt"  # noqa: E731
+    to_decode = [name for name in fixed if not path(name).exists()]
+    if len(to_decode) < len(fixed):  # saved before a restart (resume): read back, not generated
+        print(f"  validation: read back {plural(len(fixed) - len(to_decode), 'temperature')} saved before")
+    t0 = time.time()
+    # all of them together: a batch of prompts goes through the model once for every temperature
+    decoded = run_methods(model, tok, {name: fixed[name] for name in to_decode}, val_examples, val_n,
+                          args.max_new_tokens, args.batch_size, args.seed, judge, args.compile,
+                          phase="validation") if to_decode else {}
+    for name, res in decoded.items():
+        save_atomic(lambda tmp: torch.save(res, tmp), path(name))
+    decoded = len(decoded) * sum(val_n)
+    results = {name: load_or_exit(path(name), "results") for name in fixed}
     if decoded:  # every phase generates and scores alike: this rate times the responses still to make
         left = ((args.rounds - start_round) * n_round * args.n_samples + n_methods * n_eval
                 + (args.level == "token") * (args.rounds - start_round) * sum(val_n))
         rate = decoded / (time.time() - t0)
-        print(f"validation decoded {rate:.1f} responses/s here: the rest of the run, {left} responses, "
+        print(f"validation decoded {rate:.1f} responses/s here: the rest of the run, {plural(left, 'response')}, "
               f"should take about {duration(left / rate)}")
     return results
 
@@ -293,10 +298,11 @@ n_eval = sum(samples_per_prompt(test_examples, eval_samples))
 n_methods = len(methods(None, args.compare, temperatures)) + (args.level == "token" or args.compare == "none")
 n_round = len(round_prompts(random.Random(args.seed)))
 per_batch = max(1, args.batch_size // args.n_samples)
-print(f"plan: 1) validation: {len(temperatures)} temperatures x {sum(val_n)} responses to "
-      f"{len(val_examples)} training prompts; 2) {args.rounds} round{'s' * (args.rounds != 1)}: {n_round} "
-      f"prompts x {args.n_samples} samples, then {args.epochs} epochs on all pairs so far; 3) evaluation: "
-      f"{n_methods} methods x {n_eval} responses to {len(test_examples)} held-out prompts")
+print(f"plan: 1) validation: {plural(len(temperatures), 'temperature')} x {plural(sum(val_n), 'response')} to "
+      f"{plural(len(val_examples), 'training prompt')}; 2) {plural(args.rounds, 'round')}: "
+      f"{plural(n_round, 'prompt')} x {plural(args.n_samples, 'sample')}, then {plural(args.epochs, 'epoch')} on "
+      f"all pairs so far; 3) evaluation: {plural(n_methods, 'method')} x {plural(n_eval, 'response')} to "
+      f"{plural(len(test_examples), 'held-out prompt')}")
 print("(how long it takes is measured here: an estimate follows the validation phase)")
 
 # -----------------------------------------------------------------------------
@@ -326,7 +332,7 @@ def load_head(r):
 rounds_done = max([int(p.stem.removeprefix("head_round")) for p in out.glob("head_round*.pt")
                    if p.stem.removeprefix("head_round").isdigit()], default=0)
 if rounds_done > args.rounds:  # fewer rounds than done would replace head.pt with an earlier round's
-    sys.exit(f"error: {out} has {rounds_done} rounds done; give --rounds {rounds_done} or more (or another "
+    sys.exit(f"error: {out} has {plural(rounds_done, 'round')} done; give --rounds {rounds_done} or more (or another "
              "--out_dir)")
 runs.save_settings(out, config)
 start_round = max([r for r in range(args.rounds + 1) if head_path(r).exists()], default=None)
@@ -340,9 +346,9 @@ if start_round > 0 or n_val_saved:
     done = "all rounds done"
     if start_round < args.rounds:
         done = (f"round {start_round + 1}, {batches_saved(f'round{start_round + 1}')} of "
-                f"{math.ceil(n_round / per_batch)} batches collected")
+                f"{plural(math.ceil(n_round / per_batch), 'batch', 'batches')} collected")
     if n_val_saved < len(temperatures):
-        done = f"validation, {n_val_saved} of {len(temperatures)} temperatures decoded"
+        done = f"validation, {n_val_saved} of {plural(len(temperatures), 'temperature')} decoded"
     print(f"resuming {out}: {done}")
 
 # the optimizer: one AdamW for the whole run, its state (moment estimates) carried from round to
@@ -378,7 +384,7 @@ def validation(r):
         sys.exit(f"error: {path} is damaged; delete it and run the same command again: it is computed again")
 
 
-print(f"validation: {len(val_examples)} training prompts set aside; the untrained head (uniform: its argmax "
+print(f"validation: {plural(len(val_examples), 'training prompt')} set aside; the untrained head (uniform: its argmax "
       f"is the first temperature): {metric_line(*validation(0))}")
 
 # -----------------------------------------------------------------------------
@@ -397,9 +403,16 @@ for r in range(start_round, args.rounds):
     means = ", ".join(f"{k} {sum(v) / len(v):.3f}" for k, v in sorted(by_kind.items()))
     bw = preference_pairs(samples, "best_worst")  # the paper's pairs, said even where they are not used
     same = sum(same_temperatures(c, w, args.level) for c, w in bw)
-    print(f"round {r + 1}: {len(samples)} samples, mean reward {means}; {len(pairs)} new pairs "
-          f"({', '.join(f'{k} {n}' for k, n in n_pairs.items())}), {len(all_pairs)} in all; "
-          f"{same} of {len(bw)} best/worst pairs have the same temperature on both sides")
+    said = f"round {r + 1}: {plural(len(samples), 'sample')}, mean reward {means}; "
+    if pairs:
+        said += (f"{plural(len(pairs), 'new pair')} ({', '.join(f'{k} {n}' for k, n in n_pairs.items())}), "
+                 f"{len(all_pairs)} in all; best/worst pairs with the same temperature on both sides: "
+                 f"{same} of {len(bw)}")
+    else:  # said plainly: the round adds nothing to train on
+        why = "the same reward" + (" or the same temperature" if args.pairs == "all" else "")
+        said += (f"0 new pairs: every prompt's responses got {why}; nothing new to learn this round "
+                 f"({plural(len(all_pairs), 'pair')} in all)")
+    print(said)
 
     head.train()
     steps = args.epochs * math.ceil(len(all_pairs) / args.train_batch_size)
@@ -426,8 +439,10 @@ for r in range(start_round, args.rounds):
     save_atomic(lambda tmp: torch.save(opt.state_dict(), tmp), out / f"opt_round{r + 1}.pt")
     save_head(head, head_path(r + 1))
     acc, n_acc = preference_accuracy(head, all_pairs, args.level, args.device)
-    print(f"round {r + 1} done in {time.time() - t0:.0f}s: train preference accuracy {acc:.3f} ({n_acc} "
-          f"pairs with different temperatures); validation: {metric_line(*validation(r + 1))}", flush=True)
+    fit = (f"train preference accuracy {acc:.3f} ({plural(n_acc, 'pair')} with different temperatures)" if n_acc
+           else "no pair with different temperatures to train on yet")
+    print(f"round {r + 1} done in {duration(time.time() - t0)}: {fit}; validation: "
+          f"{metric_line(*validation(r + 1))}", flush=True)
 
 # -----------------------------------------------------------------------------
 # the head: the round whose validation win rate against its strongest fixed temperature is best
@@ -446,5 +461,6 @@ save_head(head, out / "head.pt")
 print(f"\nevaluation on {len(test_examples)} held-out prompts:")
 settings = dict(config, model=str(args.model), device=args.device, dtype=str(dtype).removeprefix("torch."),
                 rounds=args.rounds, started=started)
+history = [dict(zip(("round", "wins", "mean_tau"), (r, *validation(r)))) for r in range(args.rounds + 1)]
 evaluate(model, tok, head, test_examples, eval_samples, args.max_new_tokens, args.batch_size, args.seed, out,
-         compare=args.compare, judge=judge, settings=settings, compile=args.compile)
+         compare=args.compare, judge=judge, settings=settings, compile=args.compile, rounds=history)

@@ -2,12 +2,32 @@ import argparse
 
 import pytest
 
-from cli import check_settings, duration, parse_temperatures
+from cli import Progress, check_settings, duration, parse_temperatures, plural
 
 
 def test_duration_reads_like_a_person_wrote_it():
     assert [duration(s) for s in (40, 89, 90, 100, 3600)] == ["40 s", "89 s", "2 minutes", "2 minutes",
                                                                "60 minutes"]
+
+
+def test_plural():
+    assert [plural(n, "round") for n in (0, 1, 2)] == ["0 rounds", "1 round", "2 rounds"]
+    assert plural(3, "batch", "batches") == "3 batches"
+
+
+def test_progress_measures_before_it_estimates(monkeypatch, capsys):
+    # a first batch's rate (model warm-up, one slow batch) makes a wild estimate: none until 10 s and
+    # two updates are measured, then the time left in words
+    now = [1000.0]
+    monkeypatch.setattr("cli.time.time", lambda: now[0])
+    prog = Progress("evaluation (held-out)", 100, "responses")
+    for done in (1, 11, 100):
+        now[0] += 6
+        prog.update(done, "(AD)")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "  evaluation (held-out): 1/100 responses, 0.2 responses/s, time left: measuring (AD)"
+    assert lines[1] == "  evaluation (held-out): 11/100 responses, 0.9 responses/s, 2 minutes left (AD)"
+    assert lines[2].startswith("  evaluation (held-out): 100/100 responses") and ", done (AD)" in lines[2]
 
 
 def test_settings_out_of_range_are_one_line(capsys):
@@ -137,11 +157,11 @@ def test_ctrl_c_during_evaluate_is_one_line(tmp_path):
     head = tmp_path / "head.pt"
     from adaptive_head import AdaptiveDecoder
     AdaptiveDecoder(576, level="sequence", base_model="smollm2").save(head)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "evaluate.py"), "--head", str(head), "--test_prompts", "4",
-                             "--max_new_tokens", "64"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "evaluate.py"), "--head", str(head), "--task", "synthetic",
+                             "--test_prompts", "4", "--max_new_tokens", "64"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while "evaluation" not in (line := proc.stdout.readline()):
+    while "evaluation (held-out)" not in (line := proc.stdout.readline()):
         assert line and time.time() < deadline, proc.stderr.read()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

