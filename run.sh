@@ -37,7 +37,8 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.lpo-setup 2>/dev/null)" != "$sta
     .venv/bin/python -m pip install -q --upgrade pip
     if [ "$torch_build" = cpu ]; then
         # the CPU wheels (~200 MB) live on PyTorch's index; PyPI's Linux torch is the CUDA build (GBs)
-        .venv/bin/python -m pip install -q "torch==$TORCH_VERSION" \
+        # (--retries 2: where only PyPI is reachable, pip falls back to it quickly)
+        .venv/bin/python -m pip install -q --retries 2 "torch==$TORCH_VERSION" \
             --extra-index-url https://download.pytorch.org/whl/cpu
     else
         .venv/bin/python -m pip install -q "torch==$TORCH_VERSION"

