@@ -83,7 +83,8 @@ def print_report(report):
 
 def print_sweep(sweep):
     for sub, r in sweep["subtasks"].items():
-        print(f"\n### {sub} ({r['prompts']} prompts x {r['samples']} responses; {r['reward']})\n")
+        n, k = r["prompts"], r["samples"]
+        print(f"\n### {sub} ({n} prompt{'s' * (n != 1)} x {k} response{'s' * (k != 1)}; {r['reward']})\n")
         print_markdown(sweep_table(r))
     if "pooled" in sweep:
         print(f"\n### {pooled_heading(sweep['pooled'])}\n")

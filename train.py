@@ -458,7 +458,7 @@ save_head(head, out / "head.pt")
 # -----------------------------------------------------------------------------
 # the trained head on the held-out prompts, against fixed temperatures and baselines
 
-print(f"\nevaluation on {len(test_examples)} held-out prompts:")
+print(f"\nevaluation on {plural(len(test_examples), 'held-out prompt')}:")
 settings = dict(config, model=str(args.model), device=args.device, dtype=str(dtype).removeprefix("torch."),
                 rounds=args.rounds, started=started)
 history = [dict(zip(("round", "wins", "mean_tau"), (r, *validation(r)))) for r in range(args.rounds + 1)]

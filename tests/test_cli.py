@@ -165,7 +165,10 @@ def test_ctrl_c_during_evaluate_is_one_line(tmp_path):
     AdaptiveDecoder(576, level="sequence", base_model="smollm2").save(head)
     proc = subprocess.Popen([sys.executable, str(ROOT / "evaluate.py"), "--head", str(head), "--task", "synthetic",
                              "--test_prompts", "4", "--max_new_tokens", "64"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C as a terminal sends it: a shell's background job (a CI runner's,
+                            # nohup ... &) starts with SIGINT ignored, and Python would keep ignoring it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while "evaluation (held-out)" not in (line := proc.stdout.readline()):
         assert line and time.time() < deadline, proc.stderr.read()
