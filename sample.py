@@ -214,8 +214,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
 
     idx, pad = left_pad(prompts, pad_id, device)
     cache, decode = make_decoder(model, B, L, max_new_tokens, pad, compile)
-    key = (tuple(map(tuple, prompts)), cache.k[0].shape)
-    if shared is not None and shared.get("key") == key:  # the same prompts prefilled before: copy
+    key = (tuple(map(tuple, prompts)), cache.k[0].shape) if shared is not None else None
+    if key is not None and shared.get("key") == key:  # the same prompts prefilled before: copy
         cache.copy_rows(shared["cache"], torch.arange(B, device=device))
         logits, h = shared["logits"], shared["h"]
     else:

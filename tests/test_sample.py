@@ -267,3 +267,18 @@ def test_a_batch_too_big_for_memory_is_refused_before_allocating(model):
     check_memory(model, 64, 512)  # fits
     with pytest.raises(ValueError, match=r"a batch of 1000000000 rows x 4096 positions needs .* GB, more than"):
         check_memory(model, 10 ** 9, 4096)
+
+
+def test_a_shared_prefill_gives_what_a_fresh_one_gives(model):
+    # evaluation runs several methods on one batch: the second copies the first's prefill (generate's
+    # `shared`) instead of running the prompts again, and must decode exactly as without it
+    ps = prompts(4, seed=3) + prompts(1, seed=3)[:1]  # a repeated prompt too
+    shared = {}
+    first = generate(model, ps, 6, temperature=0.0, seed=0, shared=shared)
+    assert shared["key"] is not None and shared["cache"].pos == max(len(p) for p in ps)
+    for t in (0.0, 0.8):
+        again = generate(model, ps, 6, temperature=t, seed=5, shared=shared)
+        fresh = generate(model, ps, 6, temperature=t, seed=5)
+        assert again.tokens == fresh.tokens and again.logprobs == fresh.logprobs
+        assert torch.equal(again.prompt_hidden, fresh.prompt_hidden)
+    assert first.tokens == generate(model, ps, 6, temperature=0.0, seed=0).tokens
