@@ -36,7 +36,7 @@ from adaptive_head import DEFAULT_TEMPERATURES
 from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, model_dtype,
                  one_line_errors, parse_temperatures, plural)
 from report import print_report, print_sweep, report_html
-from sample import generate
+from sample import Generation, generate
 from tasks.stats import bootstrap_ci, win_rate
 
 
@@ -75,11 +75,15 @@ def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batc
     metrics, the LM's final hidden state at the last prompt token ("states", (P, d): what AD_seq
     chooses from), and all the samples. The batches and their seeds depend only on the examples and
     n_per_prompt, never on the method: row for row, the same random numbers drive every method (what
-    exact_ad_seq relies on), and a batch's prompts go through the model once for all the methods
-    (generate's `shared`). progress(done, name), else a progress line named phase."""
+    exact_ad_seq relies on). The fixed temperatures of a batch decode together, in one call (a batch of
+    rows per temperature, each prompt's rows on one stream of random numbers: see generate); any other
+    method decodes on its own, copying the batch's prefill (generate's `shared`). A batch's responses
+    are scored in one call of the judge. progress(done, name), else a progress line named phase."""
     if progress is None:
         prog = Progress(phase, len(to_run) * sum(n_per_prompt), "responses")
         progress = lambda done, name: prog.update(done, f"({name})")  # noqa: E731
+    fixed = {name: kw for name, kw in to_run.items() if set(kw) == {"temperature"}}
+    calls = ([list(fixed)] if fixed else []) + [[name] for name in to_run if name not in fixed]
     # batches of prompts of similar lengths: a batch is left-padded to its longest prompt
     ids = [tasks.prompt_ids(tok, ex) for ex in examples]
     order = sorted(range(len(examples)), key=lambda i: len(ids[i]))
@@ -91,40 +95,60 @@ def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batc
             size, e = size + n_per_prompt[order[e]], e + 1
         exs, ns = [examples[i] for i in order[b:e]], [n_per_prompt[i] for i in order[b:e]]
         prompts = [ids[i] for i, n in zip(order[b:e], ns) for _ in range(n)]
-        shared = {}  # the batch's prefill, computed by the first method and copied by the others
-        for name, kw in to_run.items():
-            g = generate(model, prompts, max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b, compile=compile,
-                         shared=shared, **kw)
-            for i, result in enumerate(score_responses(tok, exs, ns, g, judge, kw)):
+        shared, gens = {}, {}  # the batch's prefill, computed by the first call and copied by the others
+        for names in calls:
+            kw = to_run[names[0]] if len(names) == 1 else dict(
+                temperature=torch.tensor([to_run[n]["temperature"] for n in names for _ in prompts]),
+                streams=list(range(size)) * len(names))
+            g = generate(model, prompts * len(names), max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b,
+                         compile=compile, shared=shared if len(names) == 1 else None, **kw)
+            gens.update({name: rows_of(g, m * size, (m + 1) * size) for m, name in enumerate(names)})
+            done += size * len(names)
+            progress(done, ", ".join(names))
+        scored = score_responses(tok, exs, ns, [gens[name] for name in to_run], judge, list(to_run.values()))
+        for name, per_example in zip(to_run, scored):
+            for i, result in enumerate(per_example):
                 results[name][order[b + i]] = result
-            done += size
-            progress(done, name)
         b = e
     return {name: {"reward": [r[0] for r in res], "metrics": [r[1] for r in res],
                    "states": torch.stack([r[2] for r in res]), "samples": [s for r in res for s in r[3]]}
             for name, res in results.items()}
 
 
-def score_responses(tok, exs, ns, g, judge, kw):
-    """A batch's responses (Generation g, ns[i] rows for example i) decoded and scored: per example,
-    (mean reward, the task's metrics, the state at its last prompt token, its samples)."""
-    temps = kw["head"].temperatures.tolist() if kw.get("head") is not None else None
-    responses = [tok.decode(t) for t in g.tokens]
+def rows_of(g, start, end):
+    """Rows start..end-1 of a Generation (the rows of one method in a call that ran several)."""
+    cut = lambda x: x[start:end] if x is not None else None  # noqa: E731
+    return Generation(tokens=cut(g.tokens), choices=cut(g.choices), hidden=cut(g.hidden), stops=cut(g.stops),
+                      prompt_hidden=cut(g.prompt_hidden), logprobs=cut(g.logprobs))
+
+
+def score_responses(tok, exs, ns, gens, judge, kws):
+    """A batch's responses for every method (Generation gens[m] for method m, generate()'s keyword
+    arguments kws[m]; ns[i] rows for example i) decoded and scored, all methods in one call of the
+    rewards (so one of the judge): per method, per example, (mean reward, the task's metrics, the
+    state at its last prompt token, its samples)."""
+    responses = [[tok.decode(t) for t in g.tokens] for g in gens]
+    prompts = [ex["prompt"] for ex, n in zip(exs, ns) for _ in range(n)]
     if hasattr(judge, "remember_surprisal"):  # the story reward reads the surprisal: generation has it
-        judge.remember_surprisal([ex["prompt"] for ex, n in zip(exs, ns) for _ in range(n)], responses,
-                                 g.logprobs)
-    rs = tasks.rewards(exs, responses, judge, counts=ns)
-    out, first = [], 0
-    for ex, n in zip(exs, ns):  # example i: rows first ... first + n - 1
-        rows = range(first, first + n)
-        task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the judge alone
-        out.append((sum(rs[j] for j in rows) / n,
-                    task.group_metrics(ex, [responses[j] for j in rows], [rs[j] for j in rows], judge),
-                    g.prompt_hidden[first].float().cpu(),
-                    [{"id": ex["id"], "response": responses[j], "tokens": g.tokens[j], "reward": rs[j],
-                      "choices": g.choices[j] if g.choices else None,
-                      "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None} for j in rows]))
-        first += n
+        for g, rs in zip(gens, responses):
+            judge.remember_surprisal(prompts, rs, g.logprobs)
+    rewards = tasks.rewards(exs * len(gens), [r for rs in responses for r in rs], judge, counts=ns * len(gens))
+    out = []
+    for m, (g, kw) in enumerate(zip(gens, kws)):
+        temps = kw["head"].temperatures.tolist() if kw.get("head") is not None else None
+        rs, first, per_example = rewards[m * len(prompts):(m + 1) * len(prompts)], 0, []
+        for ex, n in zip(exs, ns):  # example i: rows first ... first + n - 1
+            rows = range(first, first + n)
+            task = tasks.get_task(ex["task"])  # task-specific metrics, e.g. maj@8 or the judge alone
+            per_example.append((
+                sum(rs[j] for j in rows) / n,
+                task.group_metrics(ex, [responses[m][j] for j in rows], [rs[j] for j in rows], judge),
+                g.prompt_hidden[first].float().cpu(),
+                [{"id": ex["id"], "response": responses[m][j], "tokens": g.tokens[j], "reward": rs[j],
+                  "choices": g.choices[j] if g.choices else None,
+                  "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None} for j in rows]))
+            first += n
+        out.append(per_example)
     return out
 
 

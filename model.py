@@ -113,6 +113,11 @@ class KVCache:
             mine[:, :, :n] = theirs[rows, :, :n]
         self.pos = n
 
+    def keep_rows(self, keep):
+        """Only the rows where keep (B,) bool is True stay (generation drops the rows that stopped)."""
+        self.k = [k[keep] for k in self.k]
+        self.v = [v[keep] for v in self.v]
+
 
 def attention_mask(pad, start, T, device):
     """Boolean mask (True = may attend) for T queries at positions start..start+T-1 over the

@@ -48,20 +48,35 @@ class Generation:
     prompt_hidden: torch.Tensor | None = None  # (B, d) the final hidden state at the last prompt token:
                                                # what AD_seq chooses its one temperature from
     logprobs: list | None = None  # per row, log p(token) of each new token under the LM at temperature 1
+    rows_decoded: int = 0         # rows run through the decode steps, summed over steps (profile_train.py)
 
 
-def choose_temperature(head, h, selection="sample", explore=0.0, generator=None):
+def choose_temperature(head, h, selection="sample", explore=0.0, generator=None, streams=None):
     """The adaptive decoder's choice: P(tau | h) from the head, then its argmax (selection
     "greedy") or a draw from it ("sample"). With explore > 0 the draw is from the mixture
     (1 - explore) P(tau | h) + explore / K, so that training data keeps trying every temperature.
-    h: (B, d) -> (index of the temperature chosen (B,), the temperature (B,))."""
+    h: (B, d) -> (index of the temperature chosen (B,), the temperature (B,)). streams: see draw."""
     logp = head.log_probs(h)                                             # (B, K)
     if selection == "greedy":
         k = logp.argmax(dim=-1)
     else:
-        probs = (1 - explore) * logp.exp() + explore / logp.shape[-1]
-        k = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        k = draw((1 - explore) * logp.exp() + explore / logp.shape[-1], generator, streams)
     return k, head.temperatures[k]
+
+
+def draw(probs, generator=None, streams=None):
+    """One index per row of probs (B, n), drawn by inverse CDF: one uniform number per row
+    (torch.multinomial draws far more random numbers and is much slower at batch 32 on the CPU; and
+    no host sync on a GPU). streams (n_streams, rows): row i takes the uniform number of stream
+    rows[i], n_streams numbers drawn in all, so that rows on one stream share their numbers (several
+    temperatures of one prompt decoded together, see generate) and a row's number does not depend on
+    which other rows are still in the batch."""
+    n, rows = streams if streams is not None else (probs.shape[0], None)
+    u = torch.rand(n, 1, device=probs.device, generator=generator)
+    if rows is not None:
+        u = u[rows]
+    cdf = probs.cumsum(dim=-1)
+    return torch.searchsorted(cdf, u * cdf[:, -1:])[:, 0].clamp(max=probs.shape[-1] - 1)
 
 
 def edt_temperature(logits, T0=1.0, N=0.8, theta=1.0):
@@ -71,14 +86,14 @@ def edt_temperature(logits, T0=1.0, N=0.8, theta=1.0):
     return T0 * N ** (theta / entropy.clamp(min=1e-6))
 
 
-def sample_next(logits, temperature, top_p=None, min_p=None, generator=None):
+def sample_next(logits, temperature, top_p=None, min_p=None, generator=None, streams=None):
     """One token per row from logits (B, V) at temperature (a float, or (B,) per row; 0 = greedy).
     top_p keeps the smallest set of tokens whose probability reaches p; min_p keeps the tokens
-    whose probability is at least min_p times the most likely one's."""
+    whose probability is at least min_p times the most likely one's. streams: see draw."""
     greedy = logits.argmax(dim=-1)
     if not torch.is_tensor(temperature):
         if temperature == 0:
-            return greedy                                   # no softmax needed
+            return greedy                                   # no softmax needed, no random number
         temperature = torch.full(greedy.shape, temperature, dtype=torch.float32, device=logits.device)
     probs = torch.softmax(logits / temperature.clamp(min=1e-5)[:, None], dim=-1)
     if min_p is not None:
@@ -87,12 +102,7 @@ def sample_next(logits, temperature, top_p=None, min_p=None, generator=None):
         sorted_p, order = probs.sort(dim=-1, descending=True)
         drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # the mass before this token already reaches p
         probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-    # inverse-CDF sampling: one uniform number per row (torch.multinomial draws far more random
-    # numbers and is much slower at batch 32 on the CPU), and no host sync on a GPU
-    cdf = probs.cumsum(dim=-1)
-    u = torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator) * cdf[:, -1:]
-    sampled = torch.searchsorted(cdf, u)[:, 0].clamp(max=logits.shape[-1] - 1)
-    return torch.where(temperature == 0, greedy, sampled)
+    return torch.where(temperature == 0, greedy, draw(probs, generator, streams))
 
 
 def left_pad(prompts, pad_id, device):
@@ -189,7 +199,7 @@ def make_decoder(model, B, L, max_new_tokens, pad, compile=False):
 @torch.no_grad()  # not inference_mode: the hidden states it returns may feed a trained head
 def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample", explore=0.0,
              top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0,
-             compile=False, shared=None):
+             compile=False, shared=None, streams=None):
     """prompts: B lists of token ids. temperature: a float, or a (B,) tensor of per-row
     temperatures. head: an AdaptiveDecoder, which chooses the temperature instead (see
     choose_temperature for selection and explore). edt=(T0, N, theta): the EDT baseline instead.
@@ -197,7 +207,11 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
     through torch.compile (compiled_decode_step; the first call of a shape pays the compile time).
     shared: a dict kept between calls on the same prompts (evaluation runs several methods on one
     batch): the first call's prefill is kept there, and the next ones copy it instead of running the
-    prompts through the model again. Returns a Generation."""
+    prompts through the model again. streams: per row, the index of its stream of random numbers
+    (default: a stream per row); rows with the same stream draw the same numbers: the B rows of
+    several temperatures decoded in one call, each drawing what it would draw in a call of its own.
+    Rows that have stopped leave the batch (their cache rows dropped) once they are a quarter of it,
+    except with compile, whose step has a fixed batch size. Returns a Generation."""
     device = model.lm_head.weight.device
     B, L = len(prompts), max(len(p) for p in prompts)
     if min(len(p) for p in prompts) == 0:
@@ -211,6 +225,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
     gen.manual_seed(seed if seed is not None else torch.seed())
     temp = temperature if not torch.is_tensor(temperature) else temperature.to(device, torch.float32)
     stop = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
+    stream = torch.arange(B, device=device) if streams is None else torch.as_tensor(streams, device=device)
+    n_streams = int(stream.max()) + 1
 
     idx, pad = left_pad(prompts, pad_id, device)
     cache, decode = make_decoder(model, B, L, max_new_tokens, pad, compile)
@@ -224,36 +240,53 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
             shared.update(key=key, cache=KVCache(model.config, B, L, device, cache.k[0].dtype), logits=logits, h=h)
             shared["cache"].copy_rows(cache, torch.arange(B, device=device))
     prompt_hidden = h
+    # per row of the batch; the loop works on the rows still decoding, `live` (their batch indices)
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
     logprobs = torch.zeros((B, max_new_tokens), device=device)  # the LM's own log p of each token drawn
-    hidden, done = [], torch.zeros(B, dtype=torch.bool, device=device)
+    hidden = torch.zeros((B, max_new_tokens, h.shape[-1]), dtype=h.dtype, device=device) if keep_hidden else None
+    done, live, rows_decoded = torch.zeros(B, dtype=torch.bool, device=device), torch.arange(B, device=device), 0
     for step in range(max_new_tokens):
+        streams_now = (n_streams, stream[live])
         if head is not None and (head.level == "token" or step == 0):   # AD_tok: every step; AD_seq: once
-            k, temp = choose_temperature(head, h, selection, explore, gen)
+            k, temp = choose_temperature(head, h, selection, explore, gen, streams_now)
         elif edt is not None:
             temp = edt_temperature(logits, *edt)
-        tok = sample_next(logits, temp, top_p, min_p, gen).masked_fill(done, pad_id)
-        out[:, step] = tok
+        tok = sample_next(logits, temp, top_p, min_p, gen, streams_now).masked_fill(done[live], pad_id)
+        out[live, step] = tok
         z = logits.float()
-        logprobs[:, step] = z.gather(-1, tok[:, None])[:, 0] - torch.logsumexp(z, -1)
+        logprobs[live, step] = z.gather(-1, tok[:, None])[:, 0] - torch.logsumexp(z, -1)
         if head is not None:
-            choices[:, step] = k
+            choices[live, step] = k
         if keep_hidden:
-            hidden.append(h)
-        done |= torch.isin(tok, stop)
+            hidden[live, step] = h
+        done[live] |= torch.isin(tok, stop)
         # "all rows done?" reads a value back from the device: on a GPU, ask every 8 steps only
-        if step + 1 == max_new_tokens or (step % (1 if device.type == "cpu" else 8) == 0 and done.all()):
+        ask = step % (1 if device.type == "cpu" else 8) == 0
+        if step + 1 == max_new_tokens or (ask and done.all()):
             break
+        if ask and not compile and 4 * int(done[live].sum()) >= len(live):
+            # a quarter of the rows have stopped: drop them (copying the cache's other rows costs about
+            # one step; decoding them to the end would cost a quarter of every step left)
+            keep = ~done[live]
+            live, tok, pad = live[keep], tok[keep], (pad[keep] if pad is not None else None)
+            cache.keep_rows(keep)
+            if head is not None:
+                k = k[keep]
+            if torch.is_tensor(temp):
+                temp = temp[keep]
+            decode = lambda t: decode_step(model, t, cache, pad)  # noqa: E731
+        rows_decoded += len(live)
         logits, h = decode(tok)
 
     rows = out[:, :step + 1].tolist()
     tokens, chosen = cut_at_stop(rows, choices[:, :step + 1].tolist(), stop_ids)
     return Generation(tokens=tokens, choices=chosen if head is not None else None,
-                      hidden=torch.stack(hidden, dim=1) if keep_hidden else None,
+                      hidden=hidden[:, :step + 1] if keep_hidden else None,
                       stops=[row[len(t)] if len(t) < len(row) else None for row, t in zip(rows, tokens)],
                       prompt_hidden=prompt_hidden,
-                      logprobs=[lp[:len(t)] for lp, t in zip(logprobs[:, :step + 1].tolist(), tokens)])
+                      logprobs=[lp[:len(t)] for lp, t in zip(logprobs[:, :step + 1].tolist(), tokens)],
+                      rows_decoded=rows_decoded)
 
 
 def cut_at_stop(rows, choices, stop_ids):

@@ -117,22 +117,80 @@ def fit(encode, tok, prompt, response, max_len):
     return ids[-max_len:], True
 
 
-def last_token_scores(model, seqs, batch_size, reduce):
-    """Run the sequences (lists of ids) through the model in left-padded batches of similar
-    lengths; reduce((B, V) logits at each last token) -> (B,) scores. One float per sequence."""
+def last_token_scores(model, seqs, batch_size, reduce, prefixes=None):
+    """Run the sequences (lists of ids) through the model in batches; reduce((B, V) logits at each
+    last token) -> (B,) scores. One float per sequence. prefixes[i]: how many of seqs[i]'s first
+    tokens other sequences share (a judge's template and the instruction, the same for every response
+    to a prompt; see prefix_lengths): those run through the model once (run_prefixes), and each
+    sequence runs only what follows them, attending to the prefix's keys and values copied into its
+    cache (the scores agree with whole sequences' to float rounding, tests/test_judge.py)."""
     import torch
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # less padding per batch
+    from model import KVCache
+    prefixes = prefixes or [0] * len(seqs)
+    kv = run_prefixes(model, [s[:a] for s, a in zip(seqs, prefixes) if a], batch_size)
+    # batches of sequences whose parts after the prefix are of similar lengths: each row's window is its
+    # last T tokens (T: the longest part after a prefix in the batch), the rest of it taken from the cache
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]) - prefixes[i])
     device, out = model.lm_head.weight.device, [0.0] * len(seqs)
     for b in range(0, len(order), batch_size):
         rows = order[b:b + batch_size]
-        T = max(len(seqs[i]) for i in rows)
-        idx = torch.tensor([[0] * (T - len(seqs[i])) + seqs[i] for i in rows], device=device)
-        pad = torch.tensor([T - len(seqs[i]) for i in rows], device=device)
+        T = max(len(seqs[i]) - prefixes[i] for i in rows)
+        cached = [max(0, len(seqs[i]) - T) for i in rows]          # tokens of row i read from a prefix
+        M = max(cached)
+        cache = KVCache(model.config, len(rows), M + T, device, model.lm_head.weight.dtype)
+        idx, pad = torch.zeros(len(rows), T, dtype=torch.long), []
+        for r, (i, m) in enumerate(zip(rows, cached)):
+            window = seqs[i][m:]                                    # T tokens, or all of a short row
+            idx[r, T - len(window):] = torch.tensor(window)
+            pad.append(M - m if m else M + T - len(window))        # the keys before it are hidden
+            if m:
+                k, v = kv[tuple(seqs[i][:prefixes[i]])]             # (n_layer, Hkv, prefix, hd) each
+                for layer in range(model.config.n_layer):
+                    cache.k[layer][r, :, M - m:M] = k[layer][:, :m]
+                    cache.v[layer][r, :, M - m:M] = v[layer][:, :m]
+        cache.pos = M
         with torch.no_grad():
-            scores = reduce(model(idx, pad=pad, last_only=True)[:, 0])
+            scores = reduce(model(idx.to(device), cache=cache, pad=torch.tensor(pad, device=device),
+                                  last_only=True)[:, 0])
         for i, s in zip(rows, scores.tolist()):
             out[i] = s
     return out
+
+
+def run_prefixes(model, prefixes, batch_size):
+    """Every distinct prefix through the model once, in left-padded batches: {prefix (a tuple of
+    ids): (keys, values)}, each a list of (Hkv, len, hd) per layer."""
+    import torch
+    from model import KVCache
+    distinct = sorted(set(map(tuple, prefixes)), key=len)
+    device, kv = model.lm_head.weight.device, {}
+    for b in range(0, len(distinct), batch_size):
+        group = distinct[b:b + batch_size]
+        L = max(len(p) for p in group)
+        idx = torch.tensor([[0] * (L - len(p)) + list(p) for p in group], device=device)
+        pad = torch.tensor([L - len(p) for p in group], device=device)
+        cache = KVCache(model.config, len(group), L, device, model.lm_head.weight.dtype)
+        with torch.no_grad():
+            model(idx, cache=cache, pad=pad, last_only=True)
+        for r, p in enumerate(group):
+            kv[p] = ([k[r, :, L - len(p):].clone() for k in cache.k], [v[r, :, L - len(p):].clone() for v in cache.v])
+    return kv
+
+
+def prefix_lengths(prompts, seqs):
+    """Per sequence, how many first tokens it shares with every other sequence to the same prompt (the
+    judge's template and the instruction, up to where the responses begin); 0 for a prompt with one
+    sequence. A sequence's last token is always its own."""
+    group = {}
+    for p, s in zip(prompts, seqs):
+        group.setdefault(p, []).append(s)
+    common = {}
+    for p, ss in group.items():
+        n = min(len(s) for s in ss) - 1
+        for s in ss[1:]:
+            n = next((i for i in range(n) if s[i] != ss[0][i]), n)
+        common[p] = n if len(ss) > 1 else 0
+    return [common[p] for p in prompts]
 
 
 def encode_all(judge, prompts, responses):
@@ -176,7 +234,8 @@ class RewardModel:
 
     def score(self, prompts, responses):
         seqs = encode_all(self, prompts, responses)
-        return last_token_scores(self.model, seqs, self.batch_size, lambda logits: logits[:, 0])
+        return last_token_scores(self.model, seqs, self.batch_size, lambda logits: logits[:, 0],
+                                 prefix_lengths(prompts, seqs))
 
 
 # -----------------------------------------------------------------------------
@@ -220,5 +279,6 @@ class OfflineJudge:
         def expected_digit(logits):
             p = logits[:, self.digit_ids].softmax(-1)           # (B, 9), renormalised over 1..9
             return p @ p.new_tensor(range(1, 10))
-        return last_token_scores(self.model, encode_all(self, prompts, responses), self.batch_size,
-                                 expected_digit)
+        seqs = encode_all(self, prompts, responses)
+        return last_token_scores(self.model, seqs, self.batch_size, expected_digit,
+                                 prefix_lengths(prompts, seqs))

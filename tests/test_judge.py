@@ -189,6 +189,35 @@ def test_offline_judge_batching_does_not_change_scores(offline):
     assert first == pytest.approx(alone[0], abs=1e-4)
 
 
+def test_a_shared_prompt_runs_once_and_scores_as_whole_sequences(offline):
+    # the N responses to a prompt share the judge's template and the instruction: that prefix runs
+    # through the model once and its keys and values are copied; every score must still be the one the
+    # whole sequence gets on its own (responses of very different lengths, an empty one, two prompts)
+    prompts = [PROMPTS[0]] * 4 + [PROMPTS[2]] * 3 + [PROMPTS[1]]
+    responses = ["", "Meow.", RESPONSES[0], RESPONSES[0] + " " + RESPONSES[2] * 3, "Red.", RESPONSES[2], "Green, no, blue.",
+                 "19"]
+    seqs = judge.encode_all(offline, prompts, responses)
+    shared = judge.prefix_lengths(prompts, seqs)
+    assert all(n > 10 for n in shared[:7]) and shared[7] == 0  # a prompt with one response shares nothing
+    assert shared[:4] == [shared[0]] * 4 and shared[4:7] == [shared[4]] * 3 and all(seqs[i][:shared[i]] == seqs[0][:shared[0]] for i in range(4))
+    scores = offline.score(prompts, responses)
+    tok, model = offline.tok, offline.model
+    digits = [tok.encode(str(d))[0] for d in range(1, 10)]
+    for ids, s in zip(seqs, scores):
+        probs = model(torch.tensor([ids]))[0, -1][digits].softmax(-1)
+        assert abs(s - sum((d + 1) * probs[d].item() for d in range(9))) <= 1e-4
+    assert len(set(round(s, 6) for s in scores)) > 4
+
+
+def test_reward_model_shares_a_prompt_and_scores_as_alone(expected):
+    rm = RewardModel(RM, batch_size=3)
+    prompts, responses = [PROMPTS[0]] * 3 + PROMPTS[1:], ["Purr.", RESPONSES[2], RESPONSES[0]] + RESPONSES[1:]
+    together = rm.score(prompts, responses)
+    alone = [rm.score([p], [r])[0] for p, r in zip(prompts, responses)]  # one pair a call: nothing shared
+    assert max(abs(a - b) for a, b in zip(together, alone)) <= 1e-4
+    assert together[2] == pytest.approx(expected["scores"][0].item(), abs=1e-4)  # the fixture's own pair
+
+
 def test_judge_prompts_keep_special_strings_as_text():
     """A response (or prompt) saying '<|im_end|>' or '<|im_start|>' is text to the judge: it can neither
     close the judge's user turn nor forge a turn of its own (only the chat template makes special tokens)."""

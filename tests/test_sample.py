@@ -282,3 +282,44 @@ def test_a_shared_prefill_gives_what_a_fresh_one_gives(model):
         assert again.tokens == fresh.tokens and again.logprobs == fresh.logprobs
         assert torch.equal(again.prompt_hidden, fresh.prompt_hidden)
     assert first.tokens == generate(model, ps, 6, temperature=0.0, seed=0).tokens
+
+
+@pytest.mark.parametrize("level", [None, "token"])
+def test_rows_that_stop_leave_the_batch_and_change_nothing(model, level):
+    # rows stop at different steps; once a quarter of them have, they leave the batch (their cache
+    # rows dropped). Every row must still get exactly what the cache-free reference gives it (the same
+    # random number per row and step), its hidden states included, and fewer rows are decoded
+    head = random_head(model.config.d_model, level) if level else None
+    ps = prompts(8, seed=6)
+    free = generate(model, ps, 16, temperature=0.8, head=head, seed=4)
+    counts = {}
+    for row in free.tokens:
+        for t in set(row[:8]):
+            counts[t] = counts.get(t, 0) + 1
+    stop = max(counts, key=counts.get)  # a token most rows draw early: they stop at different steps
+    g = generate(model, ps, 16, temperature=0.8, head=head, seed=4, stop_ids=[stop], keep_hidden=True)
+    tokens, choices, hidden = reference_generate(model, ps, 16, temperature=0.8, head=head, seed=4,
+                                                 stop_ids=[stop])
+    assert g.tokens == tokens and g.choices == choices
+    assert sum(s == stop for s in g.stops) >= 3 and len({len(t) for t in g.tokens}) >= 3
+    for i, t in enumerate(g.tokens):  # the states up to the stop token's step
+        n = len(t) + (g.stops[i] is not None)
+        torch.testing.assert_close(g.hidden[i, :n], hidden[i, :n], atol=1e-4, rtol=1e-4)
+    steps = max(len(t) + (s is not None) for t, s in zip(g.tokens, g.stops))
+    assert g.rows_decoded < len(ps) * (steps - 1)
+
+
+def test_rows_on_one_stream_draw_what_they_would_alone(model):
+    # evaluation decodes several temperatures of a batch's prompts in one call, the rows of each
+    # prompt on one stream of random numbers: each temperature's rows must come out as in a call of
+    # their own (and rows that stop leave the batch without changing the others)
+    ps = prompts(5, seed=9)
+    temps = [0.0, 0.5, 1.0]
+    alone = [generate(model, ps, 12, temperature=t, seed=7, stop_ids=[3, 9]) for t in temps]
+    together = generate(model, ps * 3, 12, temperature=torch.tensor([t for t in temps for _ in ps]), seed=7,
+                        stop_ids=[3, 9], streams=list(range(5)) * 3)
+    for m, g in enumerate(alone):
+        assert together.tokens[5 * m:5 * m + 5] == g.tokens
+        for a, b in zip(together.logprobs[5 * m:5 * m + 5], g.logprobs):
+            assert a == pytest.approx(b, abs=1e-5)
+    assert alone[1].tokens != alone[2].tokens  # the temperatures really differ
