@@ -18,17 +18,17 @@ import time
 
 import sample
 
-# count the decode-step rows spent on responses that already ended: generate runs every row until
-# the last one stops (or max_new_tokens)
+# count the decode-step rows spent on responses that already ended: generate drops the rows that
+# stopped once they are a quarter of its batch, and runs the others until the last one stops
 rows = {"all": 0, "stopped": 0}
 generate = sample.generate
 
 
 def counting_generate(*args, **kwargs):
     g = generate(*args, **kwargs)
-    steps = max(len(t) + (s is not None) for t, s in zip(g.tokens, g.stops))
-    rows["all"] += len(g.tokens) * max(steps - 1, 0)  # steps after the first token run the model
-    rows["stopped"] += sum(steps - (len(t) + (s is not None)) for t, s in zip(g.tokens, g.stops))
+    useful = sum(max(len(t) + (s is not None) - 1, 0) for t, s in zip(g.tokens, g.stops))  # steps that ran the model
+    rows["all"] += g.rows_decoded
+    rows["stopped"] += g.rows_decoded - useful
     return g
 
 
