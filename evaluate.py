@@ -68,8 +68,8 @@ def samples_per_prompt(examples, n_samples=None):
 def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge,
                 compile=False, phase="evaluation (held-out)", progress=None):
     """Every method of to_run ({name: generate()'s keyword arguments}, see methods) on the examples,
-    n_per_prompt[i] responses to example i, in batches of at most batch_size rows (a prompt's
-    responses in one batch, subtasks mixed). The N responses to a prompt are scored together by the
+    n_per_prompt[i] responses to example i, in batches of at most batch_size rows per method (a
+    prompt's responses in one batch, subtasks mixed). The N responses to a prompt are scored together by the
     task's reward (tasks.rewards: a relative reward compares them), the reward the head was trained on.
     Returns {name: result}, a result per method holding, per prompt, the mean reward, the task's
     metrics, the LM's final hidden state at the last prompt token ("states", (P, d): what AD_seq
@@ -95,7 +95,7 @@ def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batc
             size, e = size + n_per_prompt[order[e]], e + 1
         exs, ns = [examples[i] for i in order[b:e]], [n_per_prompt[i] for i in order[b:e]]
         prompts = [ids[i] for i, n in zip(order[b:e], ns) for _ in range(n)]
-        shared, gens = {}, {}  # the batch's prefill, computed by the first call and copied by the others
+        shared, gens = {}, {}  # the batch's prefill for the methods decoded alone: made once, then copied
         for names in calls:
             kw = to_run[names[0]] if len(names) == 1 else dict(
                 temperature=torch.tensor([to_run[n]["temperature"] for n in names for _ in prompts]),

@@ -68,7 +68,8 @@ p.add_argument("--n_samples", type=int, default=4, help="N responses per prompt"
 p.add_argument("--prompts_per_round", type=int, default=64,
                help="training prompts a round (a mix's tasks share them as tasks.MIXES says)")
 p.add_argument("--test_prompts", type=int, default=24, help="held-out prompts (per task of a mix; the "
-               "default: as many as the default run's 15 minutes on a 2-core CPU allow)")
+               "default: enough for the headline to hold across seeds in a run of minutes on a 2-core CPU, "
+               "see the README)")
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--max_new_tokens", type=int, default=80)
 p.add_argument("--val_prompts", type=int, default=10, help="training prompts per task set aside for the "

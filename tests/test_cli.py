@@ -30,6 +30,22 @@ def test_progress_measures_before_it_estimates(monkeypatch, capsys):
     assert lines[2].startswith("  evaluation (held-out): 100/100 responses") and ", done (AD)" in lines[2]
 
 
+def test_the_lm_dtype_follows_the_hardware(monkeypatch):
+    import cli
+    import torch
+    assert cli.model_dtype("float32", "cuda") == torch.float32 and cli.model_dtype("bfloat16", "cpu") == torch.bfloat16
+    assert cli.model_dtype(None, "cuda") == torch.bfloat16
+    for amx, want in ((True, torch.bfloat16), (False, torch.float32)):  # bf16 where the CPU multiplies it fast
+        monkeypatch.setattr(cli, "cpu_has_amx", lambda: amx)
+        assert cli.model_dtype(None, "cpu") == want
+    monkeypatch.undo()
+    try:
+        flags = open("/proc/cpuinfo").read().split()
+    except OSError:
+        flags = []
+    assert cli.cpu_has_amx() == ("amx_bf16" in flags)
+
+
 def test_settings_out_of_range_are_one_line(capsys):
     args = argparse.Namespace(n=0, p=float("nan"), q=None)
     with pytest.raises(SystemExit, match=r"error: --n 0: must be at least 1"):

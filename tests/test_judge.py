@@ -194,12 +194,13 @@ def test_a_shared_prompt_runs_once_and_scores_as_whole_sequences(offline):
     # through the model once and its keys and values are copied; every score must still be the one the
     # whole sequence gets on its own (responses of very different lengths, an empty one, two prompts)
     prompts = [PROMPTS[0]] * 4 + [PROMPTS[2]] * 3 + [PROMPTS[1]]
-    responses = ["", "Meow.", RESPONSES[0], RESPONSES[0] + " " + RESPONSES[2] * 3, "Red.", RESPONSES[2], "Green, no, blue.",
-                 "19"]
+    responses = ["", "Meow.", RESPONSES[0], RESPONSES[0] + " " + RESPONSES[2] * 3,
+                 "Red.", RESPONSES[2], "Green, no, blue.", "19"]
     seqs = judge.encode_all(offline, prompts, responses)
     shared = judge.prefix_lengths(prompts, seqs)
     assert all(n > 10 for n in shared[:7]) and shared[7] == 0  # a prompt with one response shares nothing
-    assert shared[:4] == [shared[0]] * 4 and shared[4:7] == [shared[4]] * 3 and all(seqs[i][:shared[i]] == seqs[0][:shared[0]] for i in range(4))
+    assert shared[:4] == [shared[0]] * 4 and shared[4:7] == [shared[4]] * 3
+    assert all(seqs[i][:shared[i]] == seqs[0][:shared[0]] for i in range(4))
     scores = offline.score(prompts, responses)
     tok, model = offline.tok, offline.model
     digits = [tok.encode(str(d))[0] for d in range(1, 10)]
