@@ -85,7 +85,8 @@ p.add_argument("--pairs", default="all", choices=PAIR_RULES, help="a prompt's tr
 p.add_argument("--beta", type=float, default=1.0)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--epochs", type=int, default=5, help="passes over all pairs so far, each round")
-p.add_argument("--batch_size", type=int, default=64, help="rows per generation batch")
+p.add_argument("--batch_size", type=int, default=64, help="rows per generation batch (validation and evaluation "
+               "decode every fixed temperature of a batch in one call: this many rows per temperature)")
 p.add_argument("--train_batch_size", type=int, default=32, help="pairs per optimizer step")
 p.add_argument("--device", default=default_device())
 p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],

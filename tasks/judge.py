@@ -144,7 +144,7 @@ def last_token_scores(model, seqs, batch_size, reduce, prefixes=None):
             idx[r, T - len(window):] = torch.tensor(window)
             pad.append(M - m if m else M + T - len(window))        # the keys before it are hidden
             if m:
-                k, v = kv[tuple(seqs[i][:prefixes[i]])]             # (n_layer, Hkv, prefix, hd) each
+                k, v = kv[tuple(seqs[i][:prefixes[i]])]             # per layer, (Hkv, prefix, hd)
                 for layer in range(model.config.n_layer):
                     cache.k[layer][r, :, M - m:M] = k[layer][:, :m]
                     cache.v[layer][r, :, M - m:M] = v[layer][:, :m]
