@@ -51,30 +51,30 @@ class Generation:
     rows_decoded: int = 0         # rows run through the decode steps, summed over steps (profile_train.py)
 
 
-def choose_temperature(head, h, selection="sample", explore=0.0, generator=None, streams=None):
+def choose_temperature(head, h, selection="sample", explore=0.0, generator=None, rows_on=None):
     """The adaptive decoder's choice: P(tau | h) from the head, then its argmax (selection
     "greedy") or a draw from it ("sample"). With explore > 0 the draw is from the mixture
     (1 - explore) P(tau | h) + explore / K, so that training data keeps trying every temperature.
-    h: (B, d) -> (index of the temperature chosen (B,), the temperature (B,)). streams: see draw."""
+    h: (B, d) -> (index of the temperature chosen (B,), the temperature (B,)). rows_on: see draw."""
     logp = head.log_probs(h)                                             # (B, K)
     if selection == "greedy":
         k = logp.argmax(dim=-1)
     else:
-        k = draw((1 - explore) * logp.exp() + explore / logp.shape[-1], generator, streams)
+        k = draw((1 - explore) * logp.exp() + explore / logp.shape[-1], generator, rows_on)
     return k, head.temperatures[k]
 
 
-def draw(probs, generator=None, streams=None):
+def draw(probs, generator=None, rows_on=None):
     """One index per row of probs (B, n), drawn by inverse CDF: one uniform number per row
     (torch.multinomial draws far more random numbers and is much slower at batch 32 on the CPU; and
-    no host sync on a GPU). streams (n_streams, rows): row i takes the uniform number of stream
-    rows[i], n_streams numbers drawn in all, so that rows on one stream share their numbers (several
-    temperatures of one prompt decoded together, see generate) and a row's number does not depend on
-    which other rows are still in the batch."""
-    n, rows = streams if streams is not None else (probs.shape[0], None)
+    no host sync on a GPU). rows_on = (n_streams, stream (B,)): n_streams numbers are drawn and row i
+    takes the one of its stream, stream[i], so that rows on one stream share their numbers (several
+    temperatures of one prompt decoded together, see generate's `streams`) and a row's number does not
+    depend on which other rows are still in the batch."""
+    n, stream = rows_on if rows_on is not None else (probs.shape[0], None)
     u = torch.rand(n, 1, device=probs.device, generator=generator)
-    if rows is not None:
-        u = u[rows]
+    if stream is not None:
+        u = u[stream]
     cdf = probs.cumsum(dim=-1)
     return torch.searchsorted(cdf, u * cdf[:, -1:])[:, 0].clamp(max=probs.shape[-1] - 1)
 
@@ -86,10 +86,10 @@ def edt_temperature(logits, T0=1.0, N=0.8, theta=1.0):
     return T0 * N ** (theta / entropy.clamp(min=1e-6))
 
 
-def sample_next(logits, temperature, top_p=None, min_p=None, generator=None, streams=None):
+def sample_next(logits, temperature, top_p=None, min_p=None, generator=None, rows_on=None):
     """One token per row from logits (B, V) at temperature (a float, or (B,) per row; 0 = greedy).
     top_p keeps the smallest set of tokens whose probability reaches p; min_p keeps the tokens
-    whose probability is at least min_p times the most likely one's. streams: see draw."""
+    whose probability is at least min_p times the most likely one's. rows_on: see draw."""
     greedy = logits.argmax(dim=-1)
     if not torch.is_tensor(temperature):
         if temperature == 0:
@@ -104,7 +104,7 @@ def sample_next(logits, temperature, top_p=None, min_p=None, generator=None, str
         sorted_p, order = probs.sort(dim=-1, descending=True)
         drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # the mass before this token already reaches p
         probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-    return torch.where(temperature == 0, greedy, draw(probs, generator, streams))
+    return torch.where(temperature == 0, greedy, draw(probs, generator, rows_on))
 
 
 def left_pad(prompts, pad_id, device):
@@ -249,12 +249,12 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
     hidden = torch.zeros((B, max_new_tokens, h.shape[-1]), dtype=h.dtype, device=device) if keep_hidden else None
     done, live, rows_decoded = torch.zeros(B, dtype=torch.bool, device=device), torch.arange(B, device=device), 0
     for step in range(max_new_tokens):
-        streams_now = (n_streams, stream[live])
+        rows_on = (n_streams, stream[live])
         if head is not None and (head.level == "token" or step == 0):   # AD_tok: every step; AD_seq: once
-            k, temp = choose_temperature(head, h, selection, explore, gen, streams_now)
+            k, temp = choose_temperature(head, h, selection, explore, gen, rows_on)
         elif edt is not None:
             temp = edt_temperature(logits, *edt)
-        tok = sample_next(logits, temp, top_p, min_p, gen, streams_now).masked_fill(done[live], pad_id)
+        tok = sample_next(logits, temp, top_p, min_p, gen, rows_on).masked_fill(done[live], pad_id)
         out[live, step] = tok
         z = logits.float()
         logprobs[live, step] = z.gather(-1, tok[:, None])[:, 0] - torch.logsumexp(z, -1)
@@ -277,7 +277,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
                 k = k[keep]
             if torch.is_tensor(temp):
                 temp = temp[keep]
-            decode = lambda t: decode_step(model, t, cache, pad)  # noqa: E731
+            decode = lambda t: decode_step(model, t, cache, pad)  # noqa: E731  (with the rows' new padding)
         rows_decoded += len(live)
         logits, h = decode(tok)
 
