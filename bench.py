@@ -1,5 +1,5 @@
 """
-Generation speed, side by side in one run: this project's generate() against Hugging Face
+Generation speed, side by side in one run: this project's generate_batch() against Hugging Face
 transformers' generate() on the same weights (when transformers is installed), greedy, a fixed
 number of new tokens (end-of-turn ignored so every run decodes the same amount).
 
@@ -10,7 +10,7 @@ number of new tokens (end-of-turn ignored so every run decodes the same amount).
     python bench.py --adaptive --batch 32 --no_hf
         # the cost of token-level adaptive decoding against fixed-temperature sampling
     python bench.py --compile
-        # also the compiled decode step (generate(..., compile=True)): its speed and compile time
+        # also the compiled decode step (generate_batch(..., compile=True)): its speed and compile time
 
 Timings are medians over --repeats runs, the two implementations alternating so that the
 machine's drift hits both alike.
@@ -23,8 +23,9 @@ import time
 import torch
 
 from cli import check_device, check_settings, default_device, model_dtype, one_line_errors
+from checkpoints import load_model
 from model import Config, Transformer
-from sample import generate
+from sample import generate_batch
 
 SHAPES = {  # random-weight models of real shapes, for machines without the real weights
     "smollm2-135m": Config(),
@@ -103,7 +104,7 @@ def parse_args():
 def build_model(args, dtype):
     """The weights of --model, or random ones of the --shape given."""
     if not args.shape:
-        return Transformer.from_pretrained(args.model, device=args.device, dtype=dtype)
+        return load_model(args.model, device=args.device, dtype=dtype)
     torch.manual_seed(0)
     with torch.device(args.device):
         model = Transformer(SHAPES[args.shape]).to(dtype)
@@ -116,8 +117,8 @@ def bench_greedy(model, hf, prompts, args, bytes_per_token, bandwidth):
     """Greedy decoding of one batch of prompts: ours (eager, and compiled with --compile) and
     transformers' (hf, unless None), timed alternately; one line each."""
     B = len(prompts)
-    ours = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.0)
-    compiled = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.0, compile=True)
+    ours = lambda: generate_batch(model, prompts.tolist(), args.new_tokens, temperature=0.0)
+    compiled = lambda: generate_batch(model, prompts.tolist(), args.new_tokens, temperature=0.0, compile=True)
     theirs = lambda: hf.generate(prompts.to(args.device),
                                  attention_mask=torch.ones_like(prompts).to(args.device),
                                  max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
@@ -161,8 +162,8 @@ def bench_adaptive(model, prompts, args):
     B = len(prompts)
     head = AdaptiveDecoder(model.config.d_model, level="token").to(args.device)
     torch.nn.init.normal_(head.mlp[-1].weight, std=0.1)  # not uniform: a real choice per token
-    fixed = lambda: generate(model, prompts.tolist(), args.new_tokens, temperature=0.7, seed=0)
-    adaptive = lambda: generate(model, prompts.tolist(), args.new_tokens, head=head, seed=0)
+    fixed = lambda: generate_batch(model, prompts.tolist(), args.new_tokens, temperature=0.7, seed=0)
+    adaptive = lambda: generate_batch(model, prompts.tolist(), args.new_tokens, head=head, seed=0)
     t_fixed, t_ad = [], []
     for _ in range(args.repeats):
         t_fixed.append(timed(fixed, args.device))

@@ -36,7 +36,7 @@ from adaptive_head import DEFAULT_TEMPERATURES
 from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, model_dtype,
                  one_line_errors, parse_temperatures, plural)
 from report import print_report, print_sweep, report_html
-from sample import Generation, generate
+from sample import Generation, generate_batch
 from tasks.stats import bootstrap_ci, win_rate
 
 
@@ -76,43 +76,56 @@ def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batc
     chooses from), and all the samples. The batches and their seeds depend only on the examples and
     n_per_prompt, never on the method: row for row, the same random numbers drive every method (what
     exact_ad_seq relies on). The fixed temperatures of a batch decode together, in one call (a batch of
-    rows per temperature, each prompt's rows on one stream of random numbers: see generate); any other
-    method decodes on its own, copying the batch's prefill (generate's `shared`). A batch's responses
+    rows per temperature, the rows of each prompt's response drawing the same random numbers: see
+    generate_batch's random_rows); any other
+    method decodes on its own, copying the batch's prefill (generate_batch's reuse_prefill). A batch's responses
     are scored in one call of the judge. progress(done, name), else a progress line named phase."""
     if progress is None:
         prog = Progress(phase, len(to_run) * sum(n_per_prompt), "responses")
         progress = lambda done, name: prog.update(done, f"({name})")  # noqa: E731
     fixed = {name: kw for name, kw in to_run.items() if set(kw) == {"temperature"}}
     calls = ([list(fixed)] if fixed else []) + [[name] for name in to_run if name not in fixed]
-    # batches of prompts of similar lengths: a batch is left-padded to its longest prompt
     ids = [tasks.prompt_ids(tok, ex) for ex in examples]
-    order = sorted(range(len(examples)), key=lambda i: len(ids[i]))
     results = {name: [None] * len(examples) for name in to_run}  # per example: (reward, metrics, state, samples)
-    b, done = 0, 0
-    while b < len(order):  # a batch: the next prompts, all their responses, batch_size rows at most
-        e, size = b + 1, n_per_prompt[order[b]]
-        while e < len(order) and size + n_per_prompt[order[e]] <= batch_size:
-            size, e = size + n_per_prompt[order[e]], e + 1
-        exs, ns = [examples[i] for i in order[b:e]], [n_per_prompt[i] for i in order[b:e]]
-        prompts = [ids[i] for i, n in zip(order[b:e], ns) for _ in range(n)]
-        shared, gens = {}, {}  # the batch's prefill for the methods decoded alone: made once, then copied
+    done, first = 0, 0  # first: the place of the batch's first prompt in the order of lengths, its seed
+    for batch in batches_by_length([len(p) for p in ids], n_per_prompt, batch_size):
+        exs, ns = [examples[i] for i in batch], [n_per_prompt[i] for i in batch]
+        prompts = [ids[i] for i, n in zip(batch, ns) for _ in range(n)]
+        size = len(prompts)
+        prefills, gens = {}, {}  # the batch's prefill for the methods decoded alone: made once, then copied
         for names in calls:
             kw = to_run[names[0]] if len(names) == 1 else dict(
                 temperature=torch.tensor([to_run[n]["temperature"] for n in names for _ in prompts]),
-                streams=list(range(size)) * len(names))
-            g = generate(model, prompts * len(names), max_new_tokens, stop_ids=tok.stop_ids, seed=seed + b,
-                         compile=compile, shared=shared if len(names) == 1 else None, **kw)
+                random_rows=list(range(size)) * len(names))
+            g = generate_batch(model, prompts * len(names), max_new_tokens, stop_ids=tok.stop_ids,
+                               seed=seed + first, compile=compile,
+                               reuse_prefill=prefills if len(names) == 1 else None, **kw)
             gens.update({name: rows_of(g, m * size, (m + 1) * size) for m, name in enumerate(names)})
             done += size * len(names)
             progress(done, ", ".join(names))
         scored = score_responses(tok, exs, ns, [gens[name] for name in to_run], judge, list(to_run.values()))
         for name, per_example in zip(to_run, scored):
-            for i, result in enumerate(per_example):
-                results[name][order[b + i]] = result
-        b = e
+            for i, result in zip(batch, per_example):
+                results[name][i] = result
+        first += len(batch)
     return {name: {"reward": [r[0] for r in res], "metrics": [r[1] for r in res],
                    "states": torch.stack([r[2] for r in res]), "samples": [s for r in res for s in r[3]]}
             for name, res in results.items()}
+
+
+def batches_by_length(lengths, n_per_prompt, batch_size):
+    """Prompts (their lengths) in batches of similar lengths, since a batch is left-padded to its
+    longest: in order of length, the next prompts with all their responses (n_per_prompt[i] for
+    prompt i), batch_size rows at most (a prompt alone may have more). Lists of prompt indices."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, b = [], 0
+    while b < len(order):
+        e, size = b + 1, n_per_prompt[order[b]]
+        while e < len(order) and size + n_per_prompt[order[e]] <= batch_size:
+            size, e = size + n_per_prompt[order[e]], e + 1
+        batches.append(order[b:e])
+        b = e
+    return batches
 
 
 def rows_of(g, start, end):
@@ -405,7 +418,7 @@ def main():
     args = parse_args()
     one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
     from adaptive_head import AdaptiveDecoder
-    from model import Transformer
+    from checkpoints import load_model
     from tasks import judge
     from tokenizer import Tokenizer
     split, n = ("train", args.train_prompts) if args.sweep else ("test", args.test_prompts)
@@ -430,7 +443,7 @@ def main():
               f"{plural(len(methods(head, args.compare)), 'method')} x {plural(n_responses, 'response')} to "
               f"{plural(len(examples), 'held-out prompt')}; writes {Path(args.out_dir) / args.name}.json and "
               ".html", flush=True)
-    model = Transformer.from_pretrained(args.model, device=args.device, dtype=model_dtype(args.dtype, args.device))
+    model = load_model(args.model, device=args.device, dtype=model_dtype(args.dtype, args.device))
     tok = Tokenizer.from_pretrained(args.model)
     head = None if args.sweep else AdaptiveDecoder.load(args.head, d_model=model.config.d_model,
                                                         map_location=args.device)

@@ -15,9 +15,10 @@ A static KV cache (KVCache) makes decoding one token at a time cheap; a batch of
 different lengths is left-padded, and `pad` (number of pad tokens per row) keeps the pads out
 of attention and out of the position count.
 
-Weights load with Transformer.from_pretrained(source): a Hugging Face model directory, a hub
-repo id, a .gguf file, or "smollm2" (the embedded default). This file is the network only: mapping
-checkpoints onto it lives in checkpoints.py, reading their file formats in weights.py.
+Weights load with checkpoints.load_model(source): a Hugging Face model directory, a hub repo id, a
+.gguf file, or "smollm2" (the embedded default). This file is the network only: mapping checkpoints
+onto it (nanoGPT's from_pretrained, with its explicit weight-name maps) lives in checkpoints.py,
+reading their file formats in weights.py.
 """
 import math
 from dataclasses import dataclass
@@ -91,19 +92,19 @@ class KVCache:
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.pos = 0  # number of positions filled; the model's forward advances it
 
-    def update(self, layer, k, v):
-        # k, v: (B, n_kv_head, T, hd) for the new positions; returns all keys/values so far
+    def update(self, layer, k, v, slot=None):
+        """k, v: (B, n_kv_head, T, hd), the new positions' keys and values, written after the cache.pos
+        positions filled; returns the keys and values so far. With slot (a 0-d long tensor, T = 1: the
+        fixed-shape step of Transformer.decode) they go to position slot, and the whole cache comes
+        back (the caller masks its unfilled positions)."""
+        if slot is not None:
+            self.k[layer].index_copy_(2, slot.view(1), k)
+            self.v[layer].index_copy_(2, slot.view(1), v)
+            return self.k[layer], self.v[layer]
         T = k.size(2)
         self.k[layer][:, :, self.pos:self.pos + T] = k
         self.v[layer][:, :, self.pos:self.pos + T] = v
         return self.k[layer][:, :, :self.pos + T], self.v[layer][:, :, :self.pos + T]
-
-    def write(self, layer, k, v, slot):
-        # the fixed-shape step: k, v (B, n_kv_head, 1, hd) into position slot (a 0-d long tensor);
-        # returns the whole cache (its unfilled positions are masked by the caller)
-        self.k[layer].index_copy_(2, slot.view(1), k)
-        self.v[layer].index_copy_(2, slot.view(1), v)
-        return self.k[layer], self.v[layer]
 
     def copy_rows(self, other, rows):
         """Row i of this cache becomes row rows[i] of other, for the positions other has filled:
@@ -117,6 +118,16 @@ class KVCache:
         """Only the rows where keep (B,) bool is True stay (generation drops the rows that stopped)."""
         self.k = [k[keep] for k in self.k]
         self.v = [v[keep] for v in self.v]
+
+
+def left_pad(prompts, pad_id, device):
+    """Prompts of different lengths (lists of token ids) as one batch: idx (B, L) left-padded, and
+    pad (B,) the number of pad tokens per row (None when no row is padded: the faster unmasked
+    attention paths)."""
+    L = max(len(p) for p in prompts)
+    idx = torch.tensor([[pad_id] * (L - len(p)) + list(p) for p in prompts], device=device)
+    pad = torch.tensor([L - len(p) for p in prompts], device=device)
+    return idx, (pad if pad.any() else None)
 
 
 def attention_mask(pad, start, T, device):
@@ -153,7 +164,7 @@ class Attention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:                                            # (B, Hkv, S, hd)
-            k, v = cache.update(layer, k, v) if slot is None else cache.write(layer, k, v, slot)
+            k, v = cache.update(layer, k, v, slot)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                            enable_gqa=cfg.n_kv_head != cfg.n_head)
         return self.wo(y.transpose(1, 2).reshape(B, T, cfg.n_head * cfg.head_dim))
@@ -284,10 +295,3 @@ class Transformer(nn.Module):
         x = self.run_blocks(x, rope, mask, False, cache, slot)
         h = self.norm(x)
         return self.lm_head(h).float()[:, -1], h[:, -1]
-
-    @classmethod
-    def from_pretrained(cls, source, device="cpu", dtype=torch.float32):
-        """Open weights: a Hugging Face model directory or hub repo id, a .gguf file, or "smollm2"
-        (see checkpoints.load_model)."""
-        from checkpoints import load_model  # imported here: checkpoints.py imports this file
-        return load_model(source, device, dtype)

@@ -18,10 +18,10 @@ import time
 
 import sample
 
-# count the decode-step rows spent on responses that already ended: generate drops the rows that
+# count the decode-step rows spent on responses that already ended: generate_batch drops the rows that
 # stopped once they are a quarter of its batch, and runs the others until the last one stops
 rows = {"all": 0, "stopped": 0}
-generate = sample.generate
+generate = sample.generate_batch
 
 
 def counting_generate(*args, **kwargs):
@@ -32,7 +32,7 @@ def counting_generate(*args, **kwargs):
     return g
 
 
-sample.generate = counting_generate  # before train.py imports it (from sample import generate)
+sample.generate_batch = counting_generate  # before train.py imports it (from sample import generate_batch)
 
 profile = cProfile.Profile()
 sys.argv = ["train.py", *sys.argv[1:]]
@@ -68,7 +68,7 @@ causes = [
     ("  of which rows already stopped", decode * rows["stopped"] / max(rows["all"], 1)),
     ("generation: sampling (softmax, top-p, the draw, the head)", cum("sample.py", "sample_next")
      + cum("sample.py", "choose_temperature")),
-    ("generation: the rest of the loop", cum("sample.py", "generate") - cum("sample.py", "prefill") - decode
+    ("generation: the rest of the loop", cum("sample.py", "generate_batch") - cum("sample.py", "prefill") - decode
      - cum("sample.py", "sample_next") - cum("sample.py", "choose_temperature")),
     ("tokens to text", cum("tokenizer.py", "decode")),
     ("judge: scoring responses", cum("judge.py", "__call__")),

@@ -8,6 +8,7 @@ files.
 """
 import fcntl
 import json
+import math
 import os
 import shutil
 import signal
@@ -15,6 +16,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from cli import plural
 
 # not settings (they may change when a run resumes): where and how fast it runs, how many rounds, and
 # out_dir itself, so that a run is the same under any spelling of its path
@@ -144,3 +147,100 @@ def exit_on_interrupt():
         os._exit(130)
     signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
+
+
+# -----------------------------------------------------------------------------
+# resume: the head and the optimizer's state after each round (head_init.pt, head_round1.pt,
+# opt_round1.pt, ...) and the learning metric of each round's head (validation_round1.json, ...)
+
+def head_path(out, r):
+    return out / ("head_init.pt" if r == 0 else f"head_round{r}.pt")
+
+
+def last_round(out):
+    """The last round whose head is saved (0: the initialisation alone), None for a fresh run."""
+    done = [int(p.stem.removeprefix("head_round")) for p in out.glob("head_round*.pt")
+            if p.stem.removeprefix("head_round").isdigit()]
+    return max(done) if done else (0 if head_path(out, 0).exists() else None)
+
+
+def load_head(out, r, d_model, temperatures, level, device):
+    """The head saved after round r, checked against the command line."""
+    from adaptive_head import AdaptiveDecoder
+    try:
+        return AdaptiveDecoder.load(head_path(out, r), d_model=d_model, temperatures=temperatures, level=level,
+                                    map_location=device)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+
+
+def save_round(out, r, head, opt):
+    """Round r's optimizer state, then its head (the head last: a round with a head is a round done)."""
+    save_atomic(lambda tmp: torch.save(opt.state_dict(), tmp), out / f"opt_round{r}.pt")
+    save_atomic(head.save, head_path(out, r))
+
+
+def resume(out, args, d_model, temperatures, n_round):
+    """Where a run starts: (the first round to do, its head, the AdamW optimizer with the state it had).
+    A fresh run saves its head's initialisation first, so that a resume reuses it; a run with more
+    rounds done than args.rounds is refused (head.pt would become an earlier round's). A resumed run
+    says what it finds done (n_round: the prompts of a round)."""
+    from adaptive_head import AdaptiveDecoder
+    start = last_round(out)
+    if start is not None and start > args.rounds:
+        sys.exit(f"error: {out} has {plural(start, 'round')} done; give --rounds {start} or more (or another "
+                 "--out_dir)")
+    save_settings(out, settings(args))
+    if start is None:
+        save_atomic(AdaptiveDecoder(d_model, temperatures, args.level, base_model=str(args.model)).save,
+                    head_path(out, 0))
+        start = 0
+    head = load_head(out, start, d_model, temperatures, args.level, args.device)
+    # one AdamW for the whole run, its state (moment estimates) carried from round to round, so that a
+    # round continues the fit instead of restarting it
+    opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)
+    if start > 0 and (out / f"opt_round{start}.pt").exists():
+        opt.load_state_dict(load_or_exit(out / f"opt_round{start}.pt", "optimizer"))
+    n_batches = math.ceil(n_round / max(1, args.batch_size // args.n_samples))  # as train.collect makes them
+    said = resume_line(out, start, args.rounds, n_batches, len(temperatures))
+    if said:
+        print(said)
+    return start, head, opt
+
+
+def resume_line(out, start, rounds, n_batches, n_temperatures):
+    """What a resumed run finds done, or None for a fresh one."""
+    n_val = len(list((out / "samples").glob("val_*.pt")))
+    if start == 0 and not n_val:
+        return None
+    found = "all rounds done"
+    if start < rounds:
+        saved = len(list((out / "samples").glob(f"round{start + 1}_batch*.pt")))
+        found = f"round {start + 1}, {saved} of {plural(n_batches, 'batch', 'batches')} collected"
+    if n_val < n_temperatures:
+        found = f"validation, {n_val} of {plural(n_temperatures, 'temperature')} decoded"
+    return f"resuming {out}: {found}"
+
+
+def validation_of(out, r, compute):
+    """Round r's learning metric (wins, mean_tau), computed once by compute() and kept in
+    validation_round<r>.json."""
+    path = out / f"validation_round{r}.json"
+    if not path.exists():
+        wins, mean_tau = compute()
+        save_atomic(lambda tmp: Path(tmp).write_text(json.dumps({"wins": wins, "mean_tau": mean_tau})), path)
+    try:
+        m = json.loads(path.read_text())
+        return m["wins"], m["mean_tau"]
+    except (ValueError, KeyError, TypeError):
+        sys.exit(f"error: {path} is damaged; delete it and run the same command again: it is computed again")
+
+
+def open_run(out, config, samples_from, all_rounds):
+    """This process's run from here on: out_dir locked (no other process may write it), its settings
+    checked again now that none can, its samples folder, and --samples_from's samples copied in."""
+    lock(out)
+    check_same_run(out, config)
+    (out / "samples").mkdir(exist_ok=True)
+    if samples_from:  # samples that do not depend on how the head is fitted: reused, not generated again
+        reuse_samples(samples_from, out, config, all_rounds)

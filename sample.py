@@ -1,23 +1,24 @@
 """
-Batched generation with a KV cache, at a fixed temperature or with the adaptive decoder of
-*Adaptive Decoding via Latent Preference Optimization* (Dhuliawala et al., arXiv 2411.09661).
+Generation with a KV cache, at a fixed temperature or with the adaptive decoder of *Adaptive
+Decoding via Latent Preference Optimization* (Dhuliawala et al., arXiv 2411.09661).
 
-    generate(model, prompts, max_new_tokens, temperature=0.7)          # fixed temperature
-    generate(model, prompts, max_new_tokens, head=head)                 # adaptive decoding
+The lesson is `generate`, one loop (as in gpt-fast: prefill, then one decode step per token):
 
-As in gpt-fast: `prefill` runs the left-padded prompts through the model once, filling the cache;
-then `decode_step` feeds one new token per row, and the loop in `generate` picks that token.
-Temperature 0 is greedy. Each row stops at its end-of-turn token. With compile=True the decode step
-is `Transformer.decode` through torch.compile (`compiled_decode_step`): shapes that never change,
-compiled once per batch size and cache length.
+    1. prefill: the left-padded prompts through the model once, filling the KV cache;
+    2. choose tau: the AdaptiveDecoder (adaptive_head.py) reads the LM's final hidden state h and
+       gives P(tau | h); `choose_temperature` takes its argmax ("greedy") or a draw ("sample"; the
+       paper's Table 5 compares the two). AD_tok chooses before every token, AD_seq once per row;
+    3. sample: one token per row at its temperature (`sample_next`; tau = 0 is greedy);
+    4. decode step: the new tokens through the model, attending to the cache.
 
-Adaptive decoding (the paper's Fig. 1) is `choose_temperature`: the AdaptiveDecoder
-(adaptive_head.py) reads the LM's final hidden state h and gives P(tau | h); the temperature is its
-argmax ("greedy" selection) or a draw from it ("sampled"; the paper's Table 5 compares the two).
-AD_seq chooses once per row, from the last prompt token; AD_tok before every token. Rows with
-different temperatures decode together in one batched step. Two adaptive baselines the paper does
-not compare with have small functions of their own: min-p (in `sample_next`) and EDT
-(`edt_temperature`).
+    generate(model, prompts, 64, temperature=0.7)    # fixed temperature
+    generate(model, prompts, 64, head=head)          # adaptive decoding (the paper's Fig. 1)
+
+`generate_batch` is the same loop as train.py and evaluate.py run it: the same tokens for the same
+seed, plus what makes runs fast (a prefill shared by repeated prompts and across calls, stopped rows
+leaving the batch, a compiled decode step, rows that share random numbers) and what training records
+(the hidden state of every choice, the LM's log-probabilities); and two adaptive baselines the paper
+does not compare with, min-p and top-p (`sample_next`) and EDT (`edt_temperature`).
 
 CLI:
     python sample.py --model smollm2 --prompt "Write a haiku about the sea."
@@ -33,9 +34,121 @@ from dataclasses import dataclass
 import torch
 
 from cli import SEED_RANGE, check_device, check_settings, check_writable, default_device, model_dtype, one_line_errors
-from model import KVCache
+from model import KVCache, left_pad
 from report import html_page, temperature_html
 
+
+# -----------------------------------------------------------------------------
+# the pieces: the head's choice, the token drawn, the model's two passes
+
+def choose_temperature(head, h, selection, explore, uniform):
+    """The adaptive decoder's choice: P(tau | h) from the head, then its argmax (selection
+    "greedy") or a draw from it ("sample"). With explore > 0 the draw is from the mixture
+    (1 - explore) P(tau | h) + explore / K, so that training data keeps trying every temperature.
+    h: (B, d); uniform(): (B, 1) random numbers in [0, 1), see draw.
+    Returns the index of the temperature chosen (B,) and the temperature (B,)."""
+    logp = head.log_probs(h)                                             # (B, K)
+    if selection == "greedy":
+        k = logp.argmax(dim=-1)
+    else:
+        k = draw((1 - explore) * logp.exp() + explore / logp.shape[-1], uniform())
+    return k, head.temperatures[k]
+
+
+def draw(probs, u):
+    """One index per row of probs (B, n) by inverse CDF: row i takes the first index whose cumulative
+    probability reaches u[i] (B, 1), a uniform number. One number per row and draw: which row gets
+    which number is the caller's (generate_batch's rows that share random numbers)."""
+    cdf = probs.cumsum(dim=-1)
+    return torch.searchsorted(cdf, u * cdf[:, -1:])[:, 0].clamp(max=probs.shape[-1] - 1)
+
+
+def sample_next(logits, temperature, uniform, top_p=None, min_p=None):
+    """One token per row from logits (B, V) at temperature (a float, or (B,) per row; 0 = greedy).
+    top_p keeps the smallest set of tokens whose probability reaches p; min_p keeps the tokens
+    whose probability is at least min_p times the most likely one's. uniform(): see draw."""
+    greedy = logits.argmax(dim=-1)
+    if not torch.is_tensor(temperature):
+        if temperature == 0:
+            return greedy                                   # no softmax needed, no random number
+        temperature = torch.full(greedy.shape, temperature, dtype=torch.float32, device=logits.device)
+    # greedy rows (temperature 0) take the argmax below; their softmax is taken at 1, since logits / 0
+    # is not a number and logits / 1e-5 sends exp below its range (very slow on CPUs)
+    probs = torch.softmax(logits / torch.where(temperature == 0, 1.0, temperature).clamp(min=1e-5)[:, None], dim=-1)
+    if min_p is not None:
+        probs = probs.masked_fill(probs < min_p * probs.amax(dim=-1, keepdim=True), 0.0)
+    if top_p is not None:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # the mass before this token already reaches p
+        probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+    return torch.where(temperature == 0, greedy, draw(probs, uniform()))
+
+
+def edt_temperature(logits, T0=1.0, N=0.8, theta=1.0):
+    """EDT, entropy-based dynamic temperature (Zhang et al. 2024), a baseline: tau = T0 * N^(theta/H),
+    H the entropy of the next-token distribution, so confident steps get a low temperature."""
+    entropy = torch.special.entr(torch.softmax(logits.float(), dim=-1)).sum(dim=-1)  # (B,) -sum p ln p, nats
+    return T0 * N ** (theta / entropy.clamp(min=1e-6))
+
+
+def prefill(model, idx, pad, cache):
+    """The prompts idx (B, L), left-padded (pad: (B,) or None), through the model in one forward
+    pass, filling the cache. Returns logits (B, V) and the final hidden state h (B, d) at the last
+    prompt token."""
+    logits, h = model(idx, cache=cache, pad=pad, last_only=True, return_hidden=True)
+    return logits[:, -1], h[:, -1]
+
+
+def decode_step(model, tok, cache, pad):
+    """One new token per row (B,) through the model, attending to the cache: logits (B, V), h (B, d)."""
+    logits, h = model(tok[:, None], cache=cache, pad=pad, last_only=True, return_hidden=True)
+    return logits[:, -1], h[:, -1]
+
+
+def cut_at_stop(rows, choices, stop_ids):
+    """Each row up to its first stop token (excluded); its choices keep the one that produced the
+    stop token, a decision of the head like any other."""
+    tokens, chosen, stop_ids = [], [], set(stop_ids)
+    for row, ks in zip(rows, choices):
+        n = next((i for i, t in enumerate(row) if t in stop_ids), len(row))
+        tokens.append(row[:n])
+        chosen.append(ks[:n + 1 if n < len(row) else n])
+    return tokens, chosen
+
+
+# -----------------------------------------------------------------------------
+# the lesson
+
+@torch.no_grad()
+def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample", explore=0.0,
+             stop_ids=(), seed=0, pad_id=0):
+    """prompts: B lists of token ids -> per row, its new token ids (up to its stop token) and, with a
+    head, the index of the temperature chosen at each step: (tokens, choices)."""
+    B, device = len(prompts), model.lm_head.weight.device
+    gen = torch.Generator(device).manual_seed(seed)
+    uniform = lambda: torch.rand(B, 1, device=device, generator=gen)  # noqa: E731  (a number per row)
+    idx, pad = left_pad(prompts, pad_id, device)                        # (B, L), (B,) or None
+    cache = KVCache(model.config, B, idx.shape[1] + max_new_tokens, device, model.lm_head.weight.dtype)
+    logits, h = prefill(model, idx, pad, cache)                         # 1. prefill: (B, V), (B, d)
+    stop = torch.tensor(list(stop_ids) or [-1], device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    k, tokens, choices = torch.zeros(B, dtype=torch.long, device=device), [], []
+    for step in range(max_new_tokens):
+        if head is not None and (head.level == "token" or step == 0):  # AD_tok: every token; AD_seq: once
+            k, temperature = choose_temperature(head, h, selection, explore, uniform)  # 2. choose tau
+        tok = sample_next(logits, temperature, uniform).masked_fill(done, pad_id)   # 3. sample (B,)
+        tokens.append(tok)
+        choices.append(k)
+        done |= torch.isin(tok, stop)
+        if done.all():
+            break
+        logits, h = decode_step(model, tok, cache, pad)                # 4. decode step
+    tokens, choices = cut_at_stop(torch.stack(tokens, 1).tolist(), torch.stack(choices, 1).tolist(), stop_ids)
+    return tokens, (choices if head is not None else None)
+
+
+# -----------------------------------------------------------------------------
+# the same loop as train.py and evaluate.py run it: faster, and recording what training needs
 
 @dataclass
 class Generation:
@@ -51,94 +164,134 @@ class Generation:
     rows_decoded: int = 0         # rows run through the decode steps, summed over steps (profile_train.py)
 
 
-def choose_temperature(head, h, selection="sample", explore=0.0, generator=None, rows_on=None):
-    """The adaptive decoder's choice: P(tau | h) from the head, then its argmax (selection
-    "greedy") or a draw from it ("sample"). With explore > 0 the draw is from the mixture
-    (1 - explore) P(tau | h) + explore / K, so that training data keeps trying every temperature.
-    h: (B, d) -> (index of the temperature chosen (B,), the temperature (B,)). rows_on: see draw."""
-    logp = head.log_probs(h)                                             # (B, K)
-    if selection == "greedy":
-        k = logp.argmax(dim=-1)
-    else:
-        k = draw((1 - explore) * logp.exp() + explore / logp.shape[-1], generator, rows_on)
-    return k, head.temperatures[k]
+@torch.no_grad()  # not inference_mode: the hidden states it returns may feed a trained head
+def generate_batch(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample", explore=0.0,
+                   top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0,
+                   compile=False, reuse_prefill=None, random_rows=None):
+    """`generate`'s loop with the same tokens for the same seed, and a Generation as the result.
+    head: see choose_temperature for selection and explore; top_p, min_p: see sample_next;
+    edt=(T0, N, theta): the EDT baseline. keep_hidden: also record the hidden state of every step.
+    compile: the decode step through torch.compile (compiled_decode_step; the first call of a shape
+    pays the compile time). reuse_prefill: a dict kept between calls on the same prompts (evaluation
+    runs several methods on one batch): the first call's prefill is kept there and copied by the next.
+    random_rows: per row, the row whose random numbers it draws (default: its own); the rows of several
+    temperatures decoded in one call then draw what each would draw in a call of its own. Rows that
+    have stopped leave the batch (their cache rows dropped) once they are a quarter of it, except with
+    compile, whose step has a fixed batch size."""
+    check_prompts(model, prompts, max_new_tokens)
+    device, B, L = model.lm_head.weight.device, len(prompts), max(len(p) for p in prompts)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed if seed is not None else torch.seed())
+    temp = temperature if not torch.is_tensor(temperature) else temperature.to(device, torch.float32)
+    random_row = torch.arange(B, device=device) if random_rows is None else torch.as_tensor(random_rows, device=device)
+    n_random = int(random_row.max()) + 1
+    idx, pad = left_pad(prompts, pad_id, device)
+    cache, decode = make_decoder(model, B, L, max_new_tokens, pad, compile)
+    logits, h = prefill_or_copy(model, prompts, idx, pad, cache, reuse_prefill)
+    record = Record(B, max_new_tokens, h, keep_hidden, stop_ids, pad_id)
+    live = torch.arange(B, device=device)  # the rows still decoding (their indices in the batch)
+    for step in range(max_new_tokens):
+        uniform = lambda: torch.rand(n_random, 1, device=device, generator=gen)[random_row[live]]  # noqa: E731
+        if head is not None and (head.level == "token" or step == 0):   # AD_tok: every step; AD_seq: once
+            k, temp = choose_temperature(head, h, selection, explore, uniform)
+        elif edt is not None:
+            temp = edt_temperature(logits, *edt)
+        tok = sample_next(logits, temp, uniform, top_p, min_p).masked_fill(record.done[live], pad_id)
+        record.add(step, live, tok, logits, h, k if head is not None else None)
+        # reading a value back from a GPU waits for it: there, look at the stopped rows every 8 steps
+        look = step % (1 if device.type == "cpu" else 8) == 0
+        if step + 1 == max_new_tokens or (look and record.done.all()):
+            break
+        if look and not compile and 4 * int(record.done[live].sum()) >= len(live):
+            keep = ~record.done[live]  # a quarter of the rows have stopped: drop them
+            live, tok, pad = live[keep], tok[keep], (pad[keep] if pad is not None else None)
+            cache.keep_rows(keep)
+            k = k[keep] if head is not None else None
+            temp = temp[keep] if torch.is_tensor(temp) else temp
+            decode = lambda t: decode_step(model, t, cache, pad)  # noqa: E731  (with the rows' new padding)
+        record.rows_decoded += len(live)
+        logits, h = decode(tok)
+    return record.result(step, head is not None)
 
 
-def draw(probs, generator=None, rows_on=None):
-    """One index per row of probs (B, n), drawn by inverse CDF: one uniform number per row
-    (torch.multinomial draws far more random numbers and is much slower at batch 32 on the CPU; and
-    no host sync on a GPU). rows_on = (n_streams, stream (B,)): n_streams numbers are drawn and row i
-    takes the one of its stream, stream[i], so that rows on one stream share their numbers (several
-    temperatures of one prompt decoded together, see generate's `streams`) and a row's number does not
-    depend on which other rows are still in the batch."""
-    n, stream = rows_on if rows_on is not None else (probs.shape[0], None)
-    u = torch.rand(n, 1, device=probs.device, generator=generator)
-    if stream is not None:
-        u = u[stream]
-    cdf = probs.cumsum(dim=-1)
-    return torch.searchsorted(cdf, u * cdf[:, -1:])[:, 0].clamp(max=probs.shape[-1] - 1)
-
-
-def edt_temperature(logits, T0=1.0, N=0.8, theta=1.0):
-    """EDT, entropy-based dynamic temperature (Zhang et al. 2024), a baseline: tau = T0 * N^(theta/H),
-    H the entropy of the next-token distribution, so confident steps get a low temperature."""
-    entropy = torch.special.entr(torch.softmax(logits.float(), dim=-1)).sum(dim=-1)  # (B,) -sum p ln p, nats
-    return T0 * N ** (theta / entropy.clamp(min=1e-6))
-
-
-def sample_next(logits, temperature, top_p=None, min_p=None, generator=None, rows_on=None):
-    """One token per row from logits (B, V) at temperature (a float, or (B,) per row; 0 = greedy).
-    top_p keeps the smallest set of tokens whose probability reaches p; min_p keeps the tokens
-    whose probability is at least min_p times the most likely one's. rows_on: see draw."""
-    greedy = logits.argmax(dim=-1)
-    if not torch.is_tensor(temperature):
-        if temperature == 0:
-            return greedy                                   # no softmax needed, no random number
-        temperature = torch.full(greedy.shape, temperature, dtype=torch.float32, device=logits.device)
-    # greedy rows (temperature 0) take the argmax below: their softmax at 1 costs nothing extra, where
-    # logits / 1e-5 would send exp far below its range, ten times slower on the CPU
-    probs = torch.softmax(logits / torch.where(temperature == 0, 1.0, temperature).clamp(min=1e-5)[:, None], dim=-1)
-    if min_p is not None:
-        probs = probs.masked_fill(probs < min_p * probs.amax(dim=-1, keepdim=True), 0.0)
-    if top_p is not None:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # the mass before this token already reaches p
-        probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-    return torch.where(temperature == 0, greedy, draw(probs, generator, rows_on))
-
-
-def left_pad(prompts, pad_id, device):
-    """Prompts of different lengths as one batch: idx (B, L) left-padded, and pad (B,) the number
-    of pad tokens per row (None when no row is padded: the faster unmasked attention paths)."""
+def check_prompts(model, prompts, max_new_tokens):
+    """Prompts that fit: a token each, and room for max_new_tokens in the context and in memory."""
+    if min(len(p) for p in prompts) == 0:
+        raise ValueError("every prompt needs at least one token")
     L = max(len(p) for p in prompts)
-    idx = torch.tensor([[pad_id] * (L - len(p)) + list(p) for p in prompts], device=device)
-    pad = torch.tensor([L - len(p) for p in prompts], device=device)
-    return idx, (pad if pad.any() else None)
+    if L + max_new_tokens > model.config.max_seq_len:
+        raise ValueError(f"a prompt of {L} tokens plus max_new_tokens={max_new_tokens} is longer than "
+                         f"the model's context of {model.config.max_seq_len} tokens; shorten the prompt "
+                         "or ask for fewer new tokens")
+    check_memory(model, len(prompts), L + max_new_tokens)
 
 
-def prefill(model, idx, pad, cache):
-    """The prompts through the model in one forward pass, filling the cache. A prompt given several
-    times (N samples of one prompt) goes through once; its rows of the cache are copies.
-    Returns logits (B, V) and the final hidden state h (B, d) at the last prompt token."""
+class Record:
+    """What generate_batch keeps of every step, for every row of the batch: the token, the LM's
+    log p of it at temperature 1, the choice of the head, the hidden state (keep_hidden)."""
+    def __init__(self, B, max_new_tokens, h, keep_hidden, stop_ids, pad_id):
+        device = h.device
+        self.prompt_hidden, self.stop_ids, self.rows_decoded = h, stop_ids, 0
+        self.stop = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
+        self.tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+        self.choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
+        self.logprobs = torch.zeros((B, max_new_tokens), device=device)
+        self.hidden = torch.zeros((B, max_new_tokens, h.shape[-1]), dtype=h.dtype, device=device) if keep_hidden else None
+        self.done = torch.zeros(B, dtype=torch.bool, device=device)
+
+    def add(self, step, live, tok, logits, h, k):
+        """Step `step` of the rows live (their batch indices): tokens tok, from logits and state h, at choice k."""
+        self.tokens[live, step] = tok
+        z = logits.float()
+        self.logprobs[live, step] = z.gather(-1, tok[:, None])[:, 0] - torch.logsumexp(z, -1)
+        if k is not None:
+            self.choices[live, step] = k
+        if self.hidden is not None:
+            self.hidden[live, step] = h
+        self.done[live] |= torch.isin(tok, self.stop)
+
+    def result(self, step, adaptive):
+        """The Generation of the steps 0..step."""
+        rows = self.tokens[:, :step + 1].tolist()
+        tokens, chosen = cut_at_stop(rows, self.choices[:, :step + 1].tolist(), self.stop_ids)
+        return Generation(tokens=tokens, choices=chosen if adaptive else None,
+                          hidden=self.hidden[:, :step + 1] if self.hidden is not None else None,
+                          stops=[row[len(t)] if len(t) < len(row) else None for row, t in zip(rows, tokens)],
+                          prompt_hidden=self.prompt_hidden,
+                          logprobs=[lp[:len(t)] for lp, t in zip(self.logprobs[:, :step + 1].tolist(), tokens)],
+                          rows_decoded=self.rows_decoded)
+
+
+def prefill_distinct(model, idx, pad, cache):
+    """prefill, with a prompt given several times (N samples of one prompt) through the model once:
+    its rows of the cache are copies."""
     pads = pad.tolist() if pad is not None else [0] * len(idx)
     first = {}  # distinct prompt -> its index among the distinct ones, in order of appearance
     of_row = [first.setdefault((n, *row), len(first)) for row, n in zip(idx.tolist(), pads)]
     if len(first) == len(of_row):
-        logits, h = model(idx, cache=cache, pad=pad, last_only=True, return_hidden=True)
-        return logits[:, -1], h[:, -1]
+        return prefill(model, idx, pad, cache)
     rows = torch.tensor([of_row.index(u) for u in range(len(first))], device=idx.device)  # one row each
     once = KVCache(model.config, len(rows), idx.shape[1], idx.device, cache.k[0].dtype)
-    logits, h = model(idx[rows], cache=once, pad=None if pad is None else pad[rows], last_only=True,
-                      return_hidden=True)
+    logits, h = prefill(model, idx[rows], None if pad is None else pad[rows], once)
     expand = torch.tensor(of_row, device=idx.device)
     cache.copy_rows(once, expand)
-    return logits[expand, -1], h[expand, -1]
+    return logits[expand], h[expand]
 
 
-def decode_step(model, tok, cache, pad):
-    """One new token per row (B,) through the model, attending to the cache: logits (B, V), h (B, d)."""
-    logits, h = model(tok[:, None], cache=cache, pad=pad, last_only=True, return_hidden=True)
-    return logits[:, -1], h[:, -1]
+def prefill_or_copy(model, prompts, idx, pad, cache, saved):
+    """prefill_distinct; with saved (a dict kept between calls), a copy of the prefill saved there by a
+    call on the same prompts, else the prefill, saved there (the prompts' positions only)."""
+    B, device = len(prompts), idx.device
+    key = (tuple(map(tuple, prompts)), cache.k[0].shape) if saved is not None else None
+    if key is not None and saved.get("key") == key:
+        cache.copy_rows(saved["cache"], torch.arange(B, device=device))
+        return saved["logits"], saved["h"]
+    logits, h = prefill_distinct(model, idx, pad, cache)
+    if saved is not None:
+        saved.update(key=key, cache=KVCache(model.config, B, idx.shape[1], device, cache.k[0].dtype),
+                     logits=logits, h=h)
+        saved["cache"].copy_rows(cache, torch.arange(B, device=device))
+    return logits, h
 
 
 BUCKET = 256  # compiled decode: cache lengths round up to a multiple (a new prompt length rarely recompiles)
@@ -198,109 +351,8 @@ def make_decoder(model, B, L, max_new_tokens, pad, compile=False):
     return cache, decode
 
 
-@torch.no_grad()  # not inference_mode: the hidden states it returns may feed a trained head
-def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selection="sample", explore=0.0,
-             top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0,
-             compile=False, shared=None, streams=None):
-    """prompts: B lists of token ids. temperature: a float, or a (B,) tensor of per-row
-    temperatures. head: an AdaptiveDecoder, which chooses the temperature instead (see
-    choose_temperature for selection and explore). edt=(T0, N, theta): the EDT baseline instead.
-    keep_hidden: also return the hidden state each choice was made from. compile: the decode step
-    through torch.compile (compiled_decode_step; the first call of a shape pays the compile time).
-    shared: a dict kept between calls on the same prompts (evaluation runs several methods on one
-    batch): the first call's prefill is kept there, and the next ones copy it instead of running the
-    prompts through the model again. streams: per row, the index of its stream of random numbers
-    (default: a stream per row); rows with the same stream draw the same numbers: the B rows of
-    several temperatures decoded in one call, each drawing what it would draw in a call of its own.
-    Rows that have stopped leave the batch (their cache rows dropped) once they are a quarter of it,
-    except with compile, whose step has a fixed batch size. Returns a Generation."""
-    device = model.lm_head.weight.device
-    B, L = len(prompts), max(len(p) for p in prompts)
-    if min(len(p) for p in prompts) == 0:
-        raise ValueError("every prompt needs at least one token")
-    if L + max_new_tokens > model.config.max_seq_len:
-        raise ValueError(f"a prompt of {L} tokens plus max_new_tokens={max_new_tokens} is longer than "
-                         f"the model's context of {model.config.max_seq_len} tokens; shorten the prompt "
-                         "or ask for fewer new tokens")
-    check_memory(model, B, L + max_new_tokens)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed if seed is not None else torch.seed())
-    temp = temperature if not torch.is_tensor(temperature) else temperature.to(device, torch.float32)
-    stop = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
-    stream = torch.arange(B, device=device) if streams is None else torch.as_tensor(streams, device=device)
-    n_streams = int(stream.max()) + 1
-
-    idx, pad = left_pad(prompts, pad_id, device)
-    cache, decode = make_decoder(model, B, L, max_new_tokens, pad, compile)
-    key = (tuple(map(tuple, prompts)), cache.k[0].shape) if shared is not None else None
-    if key is not None and shared.get("key") == key:  # the same prompts prefilled before: copy
-        cache.copy_rows(shared["cache"], torch.arange(B, device=device))
-        logits, h = shared["logits"], shared["h"]
-    else:
-        logits, h = prefill(model, idx, pad, cache)
-        if shared is not None:  # the prompts' positions only: decoding writes after them
-            shared.update(key=key, cache=KVCache(model.config, B, L, device, cache.k[0].dtype), logits=logits, h=h)
-            shared["cache"].copy_rows(cache, torch.arange(B, device=device))
-    prompt_hidden = h
-    # per row of the batch; the loop works on the rows still decoding, `live` (their batch indices)
-    out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
-    logprobs = torch.zeros((B, max_new_tokens), device=device)  # the LM's own log p of each token drawn
-    hidden = torch.zeros((B, max_new_tokens, h.shape[-1]), dtype=h.dtype, device=device) if keep_hidden else None
-    done, live, rows_decoded = torch.zeros(B, dtype=torch.bool, device=device), torch.arange(B, device=device), 0
-    for step in range(max_new_tokens):
-        rows_on = (n_streams, stream[live])
-        if head is not None and (head.level == "token" or step == 0):   # AD_tok: every step; AD_seq: once
-            k, temp = choose_temperature(head, h, selection, explore, gen, rows_on)
-        elif edt is not None:
-            temp = edt_temperature(logits, *edt)
-        tok = sample_next(logits, temp, top_p, min_p, gen, rows_on).masked_fill(done[live], pad_id)
-        out[live, step] = tok
-        z = logits.float()
-        logprobs[live, step] = z.gather(-1, tok[:, None])[:, 0] - torch.logsumexp(z, -1)
-        if head is not None:
-            choices[live, step] = k
-        if keep_hidden:
-            hidden[live, step] = h
-        done[live] |= torch.isin(tok, stop)
-        # "all rows done?" reads a value back from the device: on a GPU, ask every 8 steps only
-        ask = step % (1 if device.type == "cpu" else 8) == 0
-        if step + 1 == max_new_tokens or (ask and done.all()):
-            break
-        if ask and not compile and 4 * int(done[live].sum()) >= len(live):
-            # a quarter of the rows have stopped: drop them (copying the cache's other rows costs about
-            # one step; decoding them to the end would cost a quarter of every step left)
-            keep = ~done[live]
-            live, tok, pad = live[keep], tok[keep], (pad[keep] if pad is not None else None)
-            cache.keep_rows(keep)
-            if head is not None:
-                k = k[keep]
-            if torch.is_tensor(temp):
-                temp = temp[keep]
-            decode = lambda t: decode_step(model, t, cache, pad)  # noqa: E731  (with the rows' new padding)
-        rows_decoded += len(live)
-        logits, h = decode(tok)
-
-    rows = out[:, :step + 1].tolist()
-    tokens, chosen = cut_at_stop(rows, choices[:, :step + 1].tolist(), stop_ids)
-    return Generation(tokens=tokens, choices=chosen if head is not None else None,
-                      hidden=hidden[:, :step + 1] if keep_hidden else None,
-                      stops=[row[len(t)] if len(t) < len(row) else None for row, t in zip(rows, tokens)],
-                      prompt_hidden=prompt_hidden,
-                      logprobs=[lp[:len(t)] for lp, t in zip(logprobs[:, :step + 1].tolist(), tokens)],
-                      rows_decoded=rows_decoded)
-
-
-def cut_at_stop(rows, choices, stop_ids):
-    """Each row up to its first stop token (excluded); its choices keep the one that produced the
-    stop token, a decision of the head like any other."""
-    tokens, chosen, stop_ids = [], [], set(stop_ids)
-    for row, ks in zip(rows, choices):
-        n = next((i for i, t in enumerate(row) if t in stop_ids), len(row))
-        tokens.append(row[:n])
-        chosen.append(ks[:n + 1 if n < len(row) else n])
-    return tokens, chosen
-
+# -----------------------------------------------------------------------------
+# the command line
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -350,14 +402,14 @@ def main():
     one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
     texts, raw = task_prompts(args.prompt, args.task, args.raw)  # a bad --task: before the model loads
     from adaptive_head import AdaptiveDecoder
-    from model import Transformer
+    from checkpoints import load_model
     from tokenizer import Tokenizer
     t0 = time.time()
     tok = Tokenizer.from_pretrained(args.model)
     prompts = [tok.encode(t) if raw else tok.encode_prompt(t) for t in texts]
     if not all(prompts):
         sys.exit("error: an empty --prompt with --raw has no token to continue from; give some text")
-    model = Transformer.from_pretrained(args.model, device=args.device, dtype=model_dtype(args.dtype, args.device))
+    model = load_model(args.model, device=args.device, dtype=model_dtype(args.dtype, args.device))
     head = None
     if args.adaptive:
         head = AdaptiveDecoder.load(args.adaptive, d_model=model.config.d_model, map_location=args.device)
@@ -368,7 +420,7 @@ def main():
         for t in texts:
             print(f"prompt ({args.task}): {t!r}", file=sys.stderr)
     t0 = time.time()
-    g = generate(model, prompts, args.max_new_tokens, temperature=args.temperature, head=head,
+    g = generate_batch(model, prompts, args.max_new_tokens, temperature=args.temperature, head=head,
                  selection=args.selection, top_p=args.top_p, min_p=args.min_p,
                  stop_ids=tok.stop_ids, seed=args.seed, compile=args.compile)
     n = sum(len(t) for t in g.tokens)

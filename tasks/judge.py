@@ -68,6 +68,7 @@ def surprisal(model, tok, prompts, responses, batch_size=8):
     the response's n tokens (0.0 for an empty response). Low: the text the model would write anyway
     (its greedy reply); high: text it finds improbable, up to noise."""
     import torch
+    from model import left_pad
     pairs = [(tok.encode_prompt(p), tok.encode(r)) for p, r in zip(prompts, responses)]
     seqs = [(p + r)[-model.config.max_seq_len:] for p, r in pairs]
     n = [min(len(r), len(s) - 1) for (p, r), s in zip(pairs, seqs)]  # the response tokens that are read
@@ -78,10 +79,9 @@ def surprisal(model, tok, prompts, responses, batch_size=8):
         if not rows:
             continue
         T = max(len(seqs[i]) for i in rows)
-        idx = torch.tensor([[0] * (T - len(seqs[i])) + seqs[i] for i in rows], device=device)
-        pad = torch.tensor([T - len(seqs[i]) for i in rows], device=device)
+        idx, pad = left_pad([seqs[i] for i in rows], 0, device)
         with torch.no_grad():
-            logp = torch.log_softmax(model(idx, pad=pad if pad.any() else None).float(), dim=-1)  # (B, T, V)
+            logp = torch.log_softmax(model(idx, pad=pad).float(), dim=-1)  # (B, T, V)
         for row, i in enumerate(rows):  # position t predicts token t + 1; the last n[i] are the reply's
             target = idx[row, T - n[i]:]
             out[i] = -logp[row, T - n[i] - 1:T - 1].gather(-1, target[:, None]).mean().item()
@@ -161,14 +161,15 @@ def run_prefixes(model, prefixes, batch_size):
     """Every distinct prefix through the model once, in left-padded batches: {prefix (a tuple of
     ids): (keys, values)}, each a list of (Hkv, len, hd) per layer."""
     import torch
-    from model import KVCache
+    from model import KVCache, left_pad
     distinct = sorted(set(map(tuple, prefixes)), key=len)
     device, kv = model.lm_head.weight.device, {}
     for b in range(0, len(distinct), batch_size):
         group = distinct[b:b + batch_size]
         L = max(len(p) for p in group)
-        idx = torch.tensor([[0] * (L - len(p)) + list(p) for p in group], device=device)
-        pad = torch.tensor([L - len(p) for p in group], device=device)
+        idx, pad = left_pad(group, 0, device)
+        if pad is None:  # the masked attention path for every batch, padded or not
+            pad = torch.zeros(len(group), dtype=torch.long, device=device)
         cache = KVCache(model.config, len(group), L, device, model.lm_head.weight.dtype)
         with torch.no_grad():
             model(idx, cache=cache, pad=pad, last_only=True)
@@ -218,9 +219,9 @@ class RewardModel:
 
     def __init__(self, source, device="cpu", dtype=None, batch_size=8, max_len=None):
         import torch
-        from model import Transformer
+        from checkpoints import load_model
         from tokenizer import Tokenizer
-        self.model = Transformer.from_pretrained(source, device, dtype or torch.float32)
+        self.model = load_model(source, device, dtype or torch.float32)
         if self.model.config.n_labels != 1:
             raise ValueError(f"{source}: not a reward model with one score (n_labels="
                              f"{self.model.config.n_labels}; 0 is a language model, for which see "

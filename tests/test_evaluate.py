@@ -7,7 +7,7 @@ import torch
 
 from adaptive_head import AdaptiveDecoder
 from evaluate import evaluate, exact_ad_seq, methods, run_method
-from model import Transformer
+from checkpoints import load_model
 from tasks import synthetic
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -27,7 +27,7 @@ class CharTokenizer:
 
 
 def test_head_fixed_at_greedy_ties_with_greedy(tmp_path):
-    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    model = load_model(FIXTURES / "llama_gqa_tied")
     head = AdaptiveDecoder(model.config.d_model, level="token")
     with torch.no_grad():
         head.mlp[-1].bias[0] = 100.0  # always temperature 0
@@ -53,7 +53,7 @@ def test_report_page_holds_the_tables_and_settings(tmp_path):
     # the precision the printed tables use, and the run's settings and time
     import re
     import time
-    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    model = load_model(FIXTURES / "llama_gqa_tied")
     head = AdaptiveDecoder(model.config.d_model, level="sequence")
     settings = {"task": "synthetic", "model": "llama_gqa_tied", "n_samples": 2, "started": time.time() - 61}
     evaluate(model, CharTokenizer(), head, synthetic.prompts("test", n=4), n_samples=2, max_new_tokens=4,
@@ -111,7 +111,7 @@ def test_metric_win_rate_where_less_is_better(tmp_path, monkeypatch):
         reward=lambda ex, r: len(set(r)) / max(len(r), 1),  # distinct characters: more is better
         group_metrics=lambda ex, rs, rewards, judge: {"repeats %": 100 * (1 - sum(rewards) / len(rewards))})
     monkeypatch.setitem(tasks.TASKS, "fewer_repeats", task)
-    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    model = load_model(FIXTURES / "llama_gqa_tied")
     head = AdaptiveDecoder(model.config.d_model, level="token")
     with torch.no_grad():
         head.mlp[-1].bias[-1] = 100.0  # always the hottest temperature
@@ -159,7 +159,7 @@ def test_relative_reward_is_scored_on_the_group(tmp_path, monkeypatch):
     task = types.SimpleNamespace(NAME="distinct", CHAT=False, RELATIVE=True, EVAL_SAMPLES=2,
                                  group_reward=group_reward)
     monkeypatch.setitem(tasks.TASKS, "distinct", task)
-    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    model = load_model(FIXTURES / "llama_gqa_tied")
     head = AdaptiveDecoder(model.config.d_model, level="sequence")
     examples = [{"id": f"d{i}", "task": "distinct", "prompt": "xyz" * (i + 2)} for i in range(5)]
     # per task: 3 responses per prompt, as a training run with --n_samples 3 would ask
@@ -180,7 +180,7 @@ def test_sweep_of_fixed_temperatures(tmp_path):
     # how a mixture is chosen: every fixed temperature on (training) prompts, no head; the oracle's
     # headroom on all prompts pooled
     from evaluate import sweep
-    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    model = load_model(FIXTURES / "llama_gqa_tied")
     examples = synthetic.prompts("train", n=6)
     out = sweep(model, CharTokenizer(), examples, [0.0, 1.0], n_samples=3, max_new_tokens=5, out_dir=tmp_path)
     assert set(out["subtasks"]) == {"copy", "varied"}
@@ -206,7 +206,7 @@ def test_cli_asks_for_a_head_or_a_sweep():
 def test_exact_ad_seq_is_the_generated_evaluation():
     # AD_seq's response to a prompt is the fixed-tau response with the same rows and seeds: the
     # lookup (exact_ad_seq) and AD_seq generated for real agree sample for sample
-    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    model = load_model(FIXTURES / "llama_gqa_tied")
     torch.manual_seed(3)
     head = AdaptiveDecoder(model.config.d_model, level="sequence")
     with torch.no_grad():

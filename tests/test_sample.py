@@ -5,15 +5,16 @@ import pytest
 import torch
 
 from adaptive_head import AdaptiveDecoder
-from model import Transformer
-from sample import choose_temperature, cut_at_stop, edt_temperature, generate, left_pad, sample_next
+from checkpoints import load_model
+from model import left_pad
+from sample import choose_temperature, cut_at_stop, edt_temperature, generate, generate_batch, sample_next
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
 def model():
-    return Transformer.from_pretrained(FIXTURES / "llama3_untied")
+    return load_model(FIXTURES / "llama3_untied")
 
 
 def prompts(n=4, seed=0):
@@ -37,14 +38,15 @@ def reference_generate(model, prompts, max_new_tokens, temperature=1.0, head=Non
     random draws in the same order. What the cache, the prefill of repeated prompts and the batched
     decode step must agree with."""
     gen = torch.Generator().manual_seed(seed)
+    uniform = lambda: torch.rand(len(prompts), 1, generator=gen)  # noqa: E731
     idx, pad = left_pad(prompts, 0, "cpu")
     temp, ks, toks, hidden = temperature, [], [], []
     for step in range(max_new_tokens):
         logits, h = model(idx, pad=pad, last_only=True, return_hidden=True)
         logits, h = logits[:, -1], h[:, -1]
         if head is not None and (head.level == "token" or step == 0):
-            k, temp = choose_temperature(head, h, "sample", 0.0, gen)
-        tok = sample_next(logits, temp, generator=gen)
+            k, temp = choose_temperature(head, h, "sample", 0.0, uniform)
+        tok = sample_next(logits, temp, uniform)
         toks.append(tok)
         ks.append(k if head is not None else tok)
         hidden.append(h)
@@ -55,9 +57,9 @@ def reference_generate(model, prompts, max_new_tokens, temperature=1.0, head=Non
 
 def test_temperature_zero_rows_are_greedy(model):
     ps = prompts(6)
-    greedy = generate(model, ps, 10, temperature=0.0).tokens
+    greedy = generate_batch(model, ps, 10, temperature=0.0).tokens
     temps = torch.tensor([0.0, 1.0, 0.0, 0.7, 0.0, 1.0])
-    mixed = generate(model, ps, 10, temperature=temps, seed=0).tokens
+    mixed = generate_batch(model, ps, 10, temperature=temps, seed=0).tokens
     for i in (0, 2, 4):
         assert mixed[i] == greedy[i]
     assert any(mixed[i] != greedy[i] for i in (1, 3, 5))  # the hot rows really sample
@@ -71,8 +73,8 @@ def freqs(draws, V):
 def test_sampling_follows_softmax_at_temperature(tau):
     logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0, 0.3])
     n = 200_000
-    draws = sample_next(logits.expand(n, -1), torch.full((n,), tau),
-                        generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    draws = sample_next(logits.expand(n, -1), torch.full((n,), tau), lambda: torch.rand(n, 1, generator=g))
     f = freqs(draws, 8)
     assert (f - torch.softmax(logits / tau, -1)).abs().max() < 0.005
     # a sampler at the wrong temperature would fail the same check
@@ -85,7 +87,7 @@ def test_model_next_token_distribution(model):
     p = prompts(1, seed=3)[0]
     logits = model(torch.tensor([p]))[0, -1]
     n = 20_000
-    out = generate(model, [p] * n, 1, temperature=1.0, seed=1).tokens
+    out = generate_batch(model, [p] * n, 1, temperature=1.0, seed=1).tokens
     f = freqs(torch.tensor([t[0] for t in out]), 256)
     probs = torch.softmax(logits, -1)
     top = probs.topk(5).indices  # the likely tokens, where the counts are precise
@@ -97,9 +99,10 @@ def test_top_p_and_min_p():
     logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
     n = 50_000
     g = torch.Generator().manual_seed(0)
-    f = freqs(sample_next(logits.expand(n, -1), torch.ones(n), top_p=0.7, generator=g), 4)
+    uniform = lambda: torch.rand(n, 1, generator=g)  # noqa: E731
+    f = freqs(sample_next(logits.expand(n, -1), torch.ones(n), uniform, top_p=0.7), 4)
     assert f[2:].sum() == 0 and abs(f[0] - 0.5 / 0.8) < 0.01       # keeps {0.5, 0.3}
-    f = freqs(sample_next(logits.expand(n, -1), torch.ones(n), min_p=0.25, generator=g), 4)
+    f = freqs(sample_next(logits.expand(n, -1), torch.ones(n), uniform, min_p=0.25), 4)
     assert f[3] == 0 and abs(f[2] - 0.15 / 0.95) < 0.01             # drops p < 0.125
 
 
@@ -118,18 +121,18 @@ def test_edt_temperature_by_hand():
 
 def test_sequence_level_one_temperature_per_row(model):
     head = random_head(model.config.d_model, "sequence")
-    g = generate(model, prompts(8), 12, head=head, seed=0, keep_hidden=True)
+    g = generate_batch(model, prompts(8), 12, head=head, seed=0, keep_hidden=True)
     for row, ks in zip(g.tokens, g.choices):
         assert len(set(ks)) == 1 and len(ks) == len(row)
     assert len({ks[0] for ks in g.choices}) > 1  # different rows, different temperatures
     # the choice is the head's on the last prompt token's hidden state (greedy selection)
-    g = generate(model, prompts(8), 12, head=head, selection="greedy", keep_hidden=True)
+    g = generate_batch(model, prompts(8), 12, head=head, selection="greedy", keep_hidden=True)
     assert [ks[0] for ks in g.choices] == head.log_probs(g.hidden[:, 0]).argmax(-1).tolist()
 
 
 def test_token_level_one_temperature_per_token(model):
     head = random_head(model.config.d_model, "token")
-    g = generate(model, prompts(8), 16, head=head, selection="greedy", keep_hidden=True)
+    g = generate_batch(model, prompts(8), 16, head=head, selection="greedy", keep_hidden=True)
     assert any(len(set(ks)) > 1 for ks in g.choices)  # the temperature changes within a response
     want = head.log_probs(g.hidden).argmax(-1)          # (B, steps): one choice per generated token
     for i, ks in enumerate(g.choices):
@@ -149,7 +152,7 @@ def test_explore_mixes_in_uniform_choices(model):
         head.mlp[-1].bias[2] = 30.0
     K, n = len(head.temperatures), 1200
     for explore in (0.0, 0.5, 1.0):
-        g = generate(model, prompts(n, seed=1), 1, head=head, seed=3, explore=explore)
+        g = generate_batch(model, prompts(n, seed=1), 1, head=head, seed=3, explore=explore)
         freq = torch.bincount(torch.tensor([ks[0] for ks in g.choices]), minlength=K).float() / n
         want = torch.full((K,), explore / K)
         want[2] += 1 - explore
@@ -160,7 +163,7 @@ def test_explore_mixes_in_uniform_choices(model):
 def test_same_with_and_without_kv_cache(model, level):
     head = random_head(model.config.d_model, level) if level else None
     temps = torch.tensor([0.0, 1.0, 0.6, 1.0, 0.3])
-    a = generate(model, prompts(5, seed=7), 14, temperature=temps, head=head, seed=11)
+    a = generate_batch(model, prompts(5, seed=7), 14, temperature=temps, head=head, seed=11)
     tokens, choices, _ = reference_generate(model, prompts(5, seed=7), 14, temperature=temps, head=head,
                                             seed=11)
     assert a.tokens == tokens and a.choices == choices
@@ -173,7 +176,7 @@ def test_repeated_prompts_prefilled_once(model, level):
     head = random_head(model.config.d_model, level) if level else None
     p = prompts(3, seed=5)
     ps = [p[0], p[1], p[0], p[2], p[1], p[0]]
-    a = generate(model, ps, 10, temperature=0.8, head=head, seed=2, keep_hidden=True)
+    a = generate_batch(model, ps, 10, temperature=0.8, head=head, seed=2, keep_hidden=True)
     tokens, choices, hidden = reference_generate(model, ps, 10, temperature=0.8, head=head, seed=2)
     assert a.tokens == tokens and a.choices == choices
     torch.testing.assert_close(a.hidden, hidden, atol=1e-4, rtol=1e-4)
@@ -188,15 +191,15 @@ def test_compiled_decode_gives_the_eager_tokens(model, level):
     head = random_head(model.config.d_model, level) if level else None
     ps = prompts(6, seed=4)
     kw = dict(temperature=0.0, head=head, selection="greedy", keep_hidden=True, seed=3)
-    eager = generate(model, ps, 12, **kw)
-    compiled = generate(model, ps, 12, compile=True, **kw)
+    eager = generate_batch(model, ps, 12, **kw)
+    compiled = generate_batch(model, ps, 12, compile=True, **kw)
     assert compiled.tokens == eager.tokens and compiled.choices == eager.choices
     torch.testing.assert_close(compiled.hidden, eager.hidden, atol=1e-4, rtol=1e-4)
     # sampling, min-p, EDT and stop tokens run outside the compiled step: the same draws
     stop = eager.tokens[0][3:4]
     for extra in (dict(temperature=0.8, min_p=0.1), dict(edt=(1.0, 0.8, 1.0))):
-        a = generate(model, ps, 12, seed=5, stop_ids=stop, **extra)
-        b = generate(model, ps, 12, seed=5, stop_ids=stop, compile=True, **extra)
+        a = generate_batch(model, ps, 12, seed=5, stop_ids=stop, **extra)
+        b = generate_batch(model, ps, 12, seed=5, stop_ids=stop, compile=True, **extra)
         assert a.tokens == b.tokens
 
 
@@ -206,9 +209,9 @@ def test_one_shape_compiles_once(model):
     torch._dynamo.utils.counters.clear()
     ps = prompts(4, seed=8)
     for n_new, cut in ((5, 0), (9, 2), (7, 1)):  # other prompt lengths and lengths of answer
-        generate(model, [p[cut:] or p for p in ps], n_new, temperature=0.0, compile=True)
+        generate_batch(model, [p[cut:] or p for p in ps], n_new, temperature=0.0, compile=True)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
-    generate(model, ps[:3], 5, temperature=0.0, compile=True)  # another batch size: another shape
+    generate_batch(model, ps[:3], 5, temperature=0.0, compile=True)  # another batch size: another shape
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
 
 
@@ -240,9 +243,9 @@ def test_decode_mask_hides_unfilled_and_pad_positions(model):
 
 def test_stops_at_stop_token(model):
     ps = prompts(4)
-    full = generate(model, ps, 12, temperature=0.0).tokens
+    full = generate_batch(model, ps, 12, temperature=0.0).tokens
     stop = full[0][3]
-    cut = generate(model, ps, 12, temperature=0.0, stop_ids=[stop]).tokens
+    cut = generate_batch(model, ps, 12, temperature=0.0, stop_ids=[stop]).tokens
     for f, c in zip(full, cut):
         n = f.index(stop) if stop in f else len(f)
         assert c == f[:n]
@@ -252,7 +255,7 @@ def test_logprobs_are_the_models_at_temperature_one(model):
     # what the story reward reads as the surprisal: log softmax(logits)[token] of every token drawn,
     # whatever temperature drew it, against the whole sequence run through the model at once
     ps = prompts(3, seed=4)
-    g = generate(model, ps, 6, temperature=0.7, seed=1, stop_ids=[5])
+    g = generate_batch(model, ps, 6, temperature=0.7, seed=1, stop_ids=[5])
     for p, toks, lp in zip(ps, g.tokens, g.logprobs):
         assert len(lp) == len(toks)
         if not toks:
@@ -274,14 +277,14 @@ def test_a_shared_prefill_gives_what_a_fresh_one_gives(model):
     # `shared`) instead of running the prompts again, and must decode exactly as without it
     ps = prompts(4, seed=3) + prompts(1, seed=3)[:1]  # a repeated prompt too
     shared = {}
-    first = generate(model, ps, 6, temperature=0.0, seed=0, shared=shared)
+    first = generate_batch(model, ps, 6, temperature=0.0, seed=0, reuse_prefill=shared)
     assert shared["key"] is not None and shared["cache"].pos == max(len(p) for p in ps)
     for t in (0.0, 0.8):
-        again = generate(model, ps, 6, temperature=t, seed=5, shared=shared)
-        fresh = generate(model, ps, 6, temperature=t, seed=5)
+        again = generate_batch(model, ps, 6, temperature=t, seed=5, reuse_prefill=shared)
+        fresh = generate_batch(model, ps, 6, temperature=t, seed=5)
         assert again.tokens == fresh.tokens and again.logprobs == fresh.logprobs
         assert torch.equal(again.prompt_hidden, fresh.prompt_hidden)
-    assert first.tokens == generate(model, ps, 6, temperature=0.0, seed=0).tokens
+    assert first.tokens == generate_batch(model, ps, 6, temperature=0.0, seed=0).tokens
 
 
 @pytest.mark.parametrize("level", [None, "token"])
@@ -291,13 +294,13 @@ def test_rows_that_stop_leave_the_batch_and_change_nothing(model, level):
     # random number per row and step), its hidden states included, and fewer rows are decoded
     head = random_head(model.config.d_model, level) if level else None
     ps = prompts(8, seed=6)
-    free = generate(model, ps, 16, temperature=0.8, head=head, seed=4)
+    free = generate_batch(model, ps, 16, temperature=0.8, head=head, seed=4)
     counts = {}
     for row in free.tokens:
         for t in set(row[:8]):
             counts[t] = counts.get(t, 0) + 1
     stop = max(counts, key=counts.get)  # a token most rows draw early: they stop at different steps
-    g = generate(model, ps, 16, temperature=0.8, head=head, seed=4, stop_ids=[stop], keep_hidden=True)
+    g = generate_batch(model, ps, 16, temperature=0.8, head=head, seed=4, stop_ids=[stop], keep_hidden=True)
     tokens, choices, hidden = reference_generate(model, ps, 16, temperature=0.8, head=head, seed=4,
                                                  stop_ids=[stop])
     assert g.tokens == tokens and g.choices == choices
@@ -309,17 +312,54 @@ def test_rows_that_stop_leave_the_batch_and_change_nothing(model, level):
     assert g.rows_decoded < len(ps) * (steps - 1)
 
 
-def test_rows_on_one_stream_draw_what_they_would_alone(model):
+def test_rows_that_share_random_numbers_draw_what_they_would_alone(model):
     # evaluation decodes several temperatures of a batch's prompts in one call, the rows of each
     # prompt on one stream of random numbers: each temperature's rows must come out as in a call of
     # their own (and rows that stop leave the batch without changing the others)
     ps = prompts(5, seed=9)
     temps = [0.0, 0.5, 1.0]
-    alone = [generate(model, ps, 12, temperature=t, seed=7, stop_ids=[3, 9]) for t in temps]
-    together = generate(model, ps * 3, 12, temperature=torch.tensor([t for t in temps for _ in ps]), seed=7,
-                        stop_ids=[3, 9], streams=list(range(5)) * 3)
+    alone = [generate_batch(model, ps, 12, temperature=t, seed=7, stop_ids=[3, 9]) for t in temps]
+    together = generate_batch(model, ps * 3, 12, temperature=torch.tensor([t for t in temps for _ in ps]), seed=7,
+                        stop_ids=[3, 9], random_rows=list(range(5)) * 3)
     for m, g in enumerate(alone):
         assert together.tokens[5 * m:5 * m + 5] == g.tokens
         for a, b in zip(together.logprobs[5 * m:5 * m + 5], g.logprobs):
             assert a == pytest.approx(b, abs=1e-5)
     assert alone[1].tokens != alone[2].tokens  # the temperatures really differ
+
+
+# -----------------------------------------------------------------------------
+# the lesson: generate, the loop a slide holds, is generate_batch without its speed-ups and records
+
+@pytest.mark.parametrize("level", [None, "sequence", "token"])
+@pytest.mark.parametrize("selection", ["sample", "greedy"])
+def test_the_lesson_generates_what_generate_batch_generates(model, level, selection):
+    # the same seed, the same random numbers in the same order: the same tokens and choices, with
+    # rows that stop at different steps (generate_batch drops them; the lesson decodes them on)
+    head = random_head(model.config.d_model, level, seed=2) if level else None
+    ps = prompts(8, seed=12)
+    free = generate_batch(model, ps, 14, temperature=0.9, head=head, selection=selection, seed=6)
+    counts = {}
+    for row in free.tokens:
+        for t in set(row[:6]):
+            counts[t] = counts.get(t, 0) + 1
+    stop = [max(counts, key=counts.get)]  # a token most rows draw early
+    fast = generate_batch(model, ps, 14, temperature=0.9, head=head, selection=selection, seed=6, stop_ids=stop)
+    tokens, choices = generate(model, ps, 14, temperature=0.9, head=head, selection=selection, seed=6,
+                               stop_ids=stop)
+    assert tokens == fast.tokens and choices == fast.choices
+    assert len({len(t) for t in tokens}) >= 2 and sum(len(t) < 14 for t in tokens) >= 2  # rows stop apart
+    # and the cache-free reference agrees (sampled selection: the reference samples its choices)
+    if selection == "sample":
+        assert (tokens, choices) == reference_generate(model, ps, 14, temperature=0.9, head=head, seed=6,
+                                                       stop_ids=stop)[:2]
+
+
+def test_the_lesson_fits_on_a_slide():
+    # the issue's promise to lecturers: the lesson is at most 40 lines, AD_seq/AD_tok in one line
+    import inspect
+
+    import sample
+    lines = inspect.getsource(sample.generate).splitlines()
+    assert len(lines) <= 40
+    assert sum('head.level == "token" or step == 0' in line for line in lines) == 1
