@@ -168,8 +168,6 @@ def run_prefixes(model, prefixes, batch_size):
         group = distinct[b:b + batch_size]
         L = max(len(p) for p in group)
         idx, pad = left_pad(group, 0, device)
-        if pad is None:  # the masked attention path for every batch, padded or not
-            pad = torch.zeros(len(group), dtype=torch.long, device=device)
         cache = KVCache(model.config, len(group), L, device, model.lm_head.weight.dtype)
         with torch.no_grad():
             model(idx, cache=cache, pad=pad, last_only=True)
