@@ -4,10 +4,15 @@ arXiv 2411.09661, its Fig. 1): a small MLP on top of a frozen LM that reads the 
 state h_t (after the final norm) and outputs P(tau | h_t), a categorical distribution over K fixed
 sampling temperatures. Only this module is trained; the LM never changes.
 
+Beyond the paper ("a general approach to train discrete latent variables such as choices of
+temperature", its abstract): each of the K choices may be a decoding configuration, a temperature
+with an optional top-p and min-p truncation, e.g. (1.0, 0.9, None) for temperature 1 with top-p 0.9.
+A plain temperature t is the configuration (t, None, None).
+
     level='token'    (AD_tok): a new tau_t is predicted from h_t before every generated token.
     level='sequence' (AD_seq): one tau, predicted from the last prompt token, for the whole response.
 
-The head does not sample tokens itself: sample.py's choose_temperature turns P(tau | h) into a
+The head does not sample tokens itself: sample.py's choose_config turns P(tau | h) into a
 temperature, and the token is drawn from softmax(W h / tau) (argmax when tau = 0).
 """
 import math
@@ -20,18 +25,41 @@ DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the paper's K = 6 grid;
 LEVELS = ("token", "sequence")
 
 
+def as_config(c):
+    """A temperature t, or a (temperature, top_p, min_p) tuple, as the tuple (None: no truncation)."""
+    t, top_p, min_p = (c, None, None) if isinstance(c, (int, float)) else c
+    return float(t), None if top_p is None else float(top_p), None if min_p is None else float(min_p)
+
+
+def config_name(c):
+    """A configuration's name wherever it is reported: "tau=0.8", "tau=1/top_p=0.9", "tau=1.2/min_p=0.1"."""
+    t, top_p, min_p = as_config(c)
+    return (f"tau={t:g}" + (f"/top_p={top_p:g}" if top_p is not None else "")
+            + (f"/min_p={min_p:g}" if min_p is not None else ""))
+
+
 class AdaptiveDecoder(nn.Module):
 
     def __init__(self, d_model, temperatures=DEFAULT_TEMPERATURES, level="token", hidden=None, base_model=""):
         super().__init__()
-        temps = tuple(float(t) for t in temperatures)
+        self.configs = [as_config(c) for c in temperatures]  # K configurations (temperature, top_p, min_p)
+        temps = tuple(t for t, _, _ in self.configs)
         if len(temps) == 0 or any(t < 0 or not math.isfinite(t) for t in temps):
             raise ValueError(f"temperatures must be a non-empty list of finite values >= 0, got {temps}")
+        if len(set(self.configs)) < len(self.configs):
+            raise ValueError(f"the configurations {[config_name(c) for c in self.configs]} hold a duplicate")
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
         self.d_model, self.hidden = int(d_model), int(hidden or d_model)
         self.level, self.base_model = level, str(base_model)
         self.register_buffer("temperatures", torch.tensor(temps, dtype=torch.float32))
+        # each choice's truncation, looked up per row by sample.choose_config (top-p 1 and min-p 0 keep
+        # every token); not in the weights: the checkpoint keeps the configurations
+        self.truncates = any(p is not None or m is not None for _, p, m in self.configs)
+        self.register_buffer("top_p", torch.tensor([1.0 if p is None else p for _, p, _ in self.configs]),
+                             persistent=False)
+        self.register_buffer("min_p", torch.tensor([0.0 if m is None else m for _, _, m in self.configs]),
+                             persistent=False)
         # the 3-layer MLP of the paper, ending in K logits (one per temperature)
         d, h, K = self.d_model, self.hidden, len(temps)
         self.mlp = nn.Sequential(
@@ -58,21 +86,28 @@ class AdaptiveDecoder(nn.Module):
         return F.log_softmax(self(h), dim=-1)
 
     def extra_repr(self):
-        temps = ", ".join(f"{t:g}" for t in self.temperatures.tolist())
-        return f"level={self.level!r}, temperatures=({temps}), base_model={self.base_model!r}"
+        return f"level={self.level!r}, choices=({', '.join(self.names())}), base_model={self.base_model!r}"
+
+    def names(self):
+        """The K choices' names (config_name), in order."""
+        return [config_name(c) for c in self.configs]
 
     # ---------------------------------------------------------------- checkpoints
 
     def save(self, path):
-        """Save weights plus everything needed to rebuild the head and check it fits a model."""
-        torch.save({
+        """Save weights plus everything needed to rebuild the head and check it fits a model (the
+        configurations too, where one truncates: a head of temperatures alone is saved as before)."""
+        ckpt = {
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "temperatures": self.temperatures.tolist(),
             "level": self.level,
             "base_model": self.base_model,
             "d_model": self.d_model,
             "hidden": self.hidden,
-        }, path)
+        }
+        if self.truncates:
+            ckpt["configs"] = [list(c) for c in self.configs]
+        torch.save(ckpt, path)
 
     @classmethod
     def load(cls, path, d_model=None, base_model=None, temperatures=None, level=None, map_location="cpu"):
@@ -98,12 +133,17 @@ class AdaptiveDecoder(nn.Module):
         if level is not None and level != ckpt["level"]:
             raise ValueError(f"head {path} is a {ckpt['level']}-level head, not {level}-level; "
                              "use another out_dir or the head's level")
-        if temperatures is not None:
-            want, have = tuple(float(t) for t in temperatures), tuple(ckpt["temperatures"])
-            if len(want) != len(have) or any(abs(a - b) > 1e-6 for a, b in zip(want, have)):
-                raise ValueError(f"head {path} was trained with temperatures {have}, not {want}; "
-                                 f"its outputs are a distribution over exactly those temperatures")
-        head = cls(ckpt["d_model"], ckpt["temperatures"], ckpt["level"], ckpt["hidden"], ckpt["base_model"])
+        try:
+            configs = [as_config(c) for c in ckpt.get("configs", ckpt["temperatures"])]
+        except (TypeError, ValueError):
+            raise ValueError(f"{path} holds damaged configurations; delete it (train.py makes it again)") from None
+        want = None if temperatures is None else [as_config(c) for c in temperatures]
+        if want is not None and not same_configs(want, configs):
+            kind = "temperatures" if all(c[1:] == (None, None) for c in configs + want) else "configurations"
+            names = lambda cs: ", ".join(config_name(c).removeprefix("tau=") for c in cs)  # noqa: E731
+            raise ValueError(f"head {path} was trained with the {kind} ({names(configs)}), not ({names(want)}); "
+                             f"its outputs are a distribution over exactly those {kind}")
+        head = cls(ckpt["d_model"], configs, ckpt["level"], ckpt["hidden"], ckpt["base_model"])
         try:
             head.load_state_dict(ckpt["state_dict"])
         except RuntimeError as e:
@@ -111,3 +151,9 @@ class AdaptiveDecoder(nn.Module):
         if isinstance(map_location, (str, torch.device)):
             head = head.to(map_location)
         return head.eval()
+
+
+def same_configs(a, b):
+    """Two lists of configurations alike, to float rounding (a saved value read back)."""
+    close = lambda x, y: x == y or (x is not None and y is not None and abs(x - y) <= 1e-6)  # noqa: E731
+    return len(a) == len(b) and all(close(x, y) for u, v in zip(a, b) for x, y in zip(u, v))

@@ -64,16 +64,43 @@ def check_device(device):
         sys.exit(f"error: --device {device}: only cpu and cuda are supported")
 
 
-def parse_temperatures(text):
-    """--temperatures "0,0.4,0.8,1.0" as a list of floats >= 0, else one 'error: ...' line."""
-    try:
-        temperatures = [float(t) for t in text.split(",")]
-    except ValueError:
-        temperatures = []
-    if not temperatures or not all(0 <= t < float("inf") for t in temperatures):
-        sys.exit(f"error: --temperatures {text!r}: must be numbers >= 0 separated by commas, "
-                 "e.g. 0,0.4,0.8,1.0")
-    return temperatures
+def parse_configs(text, flag="--configs"):
+    """--configs "0,0.8,1.0/top_p=0.9,1.2/min_p=0.1": decoding configurations, each a temperature
+    >= 0 with an optional top_p in (0, 1] and min_p in [0, 1], as (temperature, top_p, min_p) tuples
+    (None: no truncation); else one 'error: ...' line naming the item. A plain temperature list
+    (--temperatures 0,0.4,1.0) is configurations without truncation."""
+    def bad(item, why):
+        sys.exit(f"error: {flag} {text!r}: {item!r} {why}; items are T, T/top_p=P, T/min_p=M or "
+                 "T/top_p=P/min_p=M, e.g. 0,0.8,1.0/top_p=0.9,1.2/min_p=0.1")
+    configs = []
+    for item in text.split(","):
+        t, *options = item.strip().split("/")
+        kept = {"top_p": None, "min_p": None}
+        try:
+            t = float(t)
+        except ValueError:
+            bad(item, "does not start with a temperature")
+        if not 0 <= t < float("inf"):
+            bad(item, "has a temperature that is not a number >= 0")
+        for option in options:
+            key, _, value = option.partition("=")
+            if key not in kept:
+                bad(item, f"has an unknown setting {key!r} (top_p and min_p are known)")
+            if kept[key] is not None:
+                bad(item, f"sets {key} twice")
+            try:
+                kept[key] = float(value)
+            except ValueError:
+                bad(item, f"has {key}={value!r}, not a number")
+        if kept["top_p"] is not None and not 0 < kept["top_p"] <= 1:
+            bad(item, "has a top_p outside (0, 1]")
+        if kept["min_p"] is not None and not 0 <= kept["min_p"] <= 1:
+            bad(item, "has a min_p outside [0, 1]")
+        config = (t, kept["top_p"], kept["min_p"])
+        if config in configs:
+            bad(item, "is given twice")
+        configs.append(config)
+    return configs
 
 
 def default_device():

@@ -32,27 +32,43 @@ import torch
 
 import runs
 import tasks
-from adaptive_head import DEFAULT_TEMPERATURES
+from adaptive_head import DEFAULT_TEMPERATURES, as_config, config_name
 from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, model_dtype,
-                 one_line_errors, parse_temperatures, plural)
+                 one_line_errors, parse_configs, plural)
 from report import print_report, print_sweep, report_html
-from sample import Generation, generate_batch
+from sample import Generation, config_rows, generate_batch
 from tasks.stats import bootstrap_ci, win_rate
 
 
-def methods(head, compare="all", temperatures=None):
-    """What evaluation runs, {name: generate()'s keyword arguments}: AD with greedy temperature
-    selection (when there is a head); with compare "fixed" or "all", every fixed temperature of its
-    set (or of temperatures); with "all", also the two adaptive baselines, min-p and EDT."""
+def methods(head, compare="all", configs=None):
+    """What evaluation runs, {name: generate_batch's keyword arguments}: AD with greedy temperature
+    selection (when there is a head); with compare "fixed" or "all", every fixed configuration of its
+    choices (or of configs: temperatures, or (temperature, top_p, min_p) tuples), each named by
+    config_name; with "all", also the two adaptive baselines, min-p and EDT."""
     m = {"AD": dict(head=head, selection="greedy")} if head is not None else {}
     if compare == "none":
         return m
-    for t in (head.temperatures.tolist() if temperatures is None else temperatures):
-        m[f"tau={t:g}"] = dict(temperature=t)
+    for c in (head.configs if configs is None else map(as_config, configs)):
+        m[config_name(c)] = config_settings(c)
     if compare == "all":
         m["min-p 0.1"] = dict(temperature=1.0, min_p=0.1)
         m["EDT"] = dict(edt=(1.0, 0.8, 1.0))
     return m
+
+
+def config_settings(c):
+    """A configuration as generate_batch's keyword arguments: its temperature, and its top_p and min_p if set."""
+    t, top_p, min_p = c
+    return dict(temperature=t, **({"top_p": top_p} if top_p is not None else {}),
+                **({"min_p": min_p} if min_p is not None else {}))
+
+
+def fixed_config(name, kw):
+    """The configuration of a method that is one (named by config_name), else None (AD, a baseline)."""
+    if not set(kw) <= {"temperature", "top_p", "min_p"}:
+        return None
+    c = (kw["temperature"], kw.get("top_p"), kw.get("min_p"))
+    return c if config_name(c) == name else None
 
 
 def samples_per_prompt(examples, n_samples=None):
@@ -75,15 +91,15 @@ def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batc
     metrics, the LM's final hidden state at the last prompt token ("states", (P, d): what AD_seq
     chooses from), and all the samples. The batches and their seeds depend only on the examples and
     n_per_prompt, never on the method: row for row, the same random numbers drive every method (what
-    exact_ad_seq relies on). The fixed temperatures of a batch decode together, in one call (a batch of
-    rows per temperature, the rows of each prompt's response drawing the same random numbers: see
-    generate_batch's random_rows); any other
+    exact_ad_seq relies on). The fixed configurations of a batch decode together, in one call (a batch
+    of rows per configuration, each drawing the random numbers it would draw alone: sample.config_rows);
+    any other
     method decodes on its own, copying the batch's prefill (generate_batch's reuse_prefill). A batch's responses
     are scored in one call of the judge. progress(done, name), else a progress line named phase."""
     if progress is None:
         prog = Progress(phase, len(to_run) * sum(n_per_prompt), "responses")
         progress = lambda done, name: prog.update(done, f"({name})")  # noqa: E731
-    fixed = {name: kw for name, kw in to_run.items() if set(kw) == {"temperature"}}
+    fixed = {name: fixed_config(name, kw) for name, kw in to_run.items() if fixed_config(name, kw)}
     calls = ([list(fixed)] if fixed else []) + [[name] for name in to_run if name not in fixed]
     ids = [tasks.prompt_ids(tok, ex) for ex in examples]
     results = {name: [None] * len(examples) for name in to_run}  # per example: (reward, metrics, state, samples)
@@ -94,9 +110,7 @@ def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batc
         size = len(prompts)
         prefills, gens = {}, {}  # the batch's prefill for the methods decoded alone: made once, then copied
         for names in calls:
-            kw = to_run[names[0]] if len(names) == 1 else dict(
-                temperature=torch.tensor([to_run[n]["temperature"] for n in names for _ in prompts]),
-                random_rows=list(range(size)) * len(names))
+            kw = to_run[names[0]] if len(names) == 1 else config_rows([fixed[n] for n in names], size)
             g = generate_batch(model, prompts * len(names), max_new_tokens, stop_ids=tok.stop_ids,
                                seed=seed + first, compile=compile,
                                reuse_prefill=prefills if len(names) == 1 else None, **kw)
@@ -148,7 +162,7 @@ def score_responses(tok, exs, ns, gens, judge, kws):
     rewards = tasks.rewards(exs * len(gens), [r for rs in responses for r in rs], judge, counts=ns * len(gens))
     out = []
     for m, (g, kw) in enumerate(zip(gens, kws)):
-        temps = kw["head"].temperatures.tolist() if kw.get("head") is not None else None
+        temps = kw["head"].temperatures.tolist() if kw.get("head") is not None else None  # of each choice
         rs, first, per_example = rewards[m * len(prompts):(m + 1) * len(prompts)], 0, []
         for ex, n in zip(exs, ns):  # example i: rows first ... first + n - 1
             rows = range(first, first + n)
@@ -181,9 +195,10 @@ def exact_ad_seq(head, results):
     to a prompt *is* the fixed-tau response, row for row. So once every fixed temperature of the
     head's set has been run, AD_seq's rewards, metrics and samples are a lookup (a lesson about
     AD_seq: it is a per-prompt choice among fixed temperatures, no more). results: {"tau=t": a
-    run_method result} for every t of the head's set. Returns a run_method-like result for AD."""
+    run_method result} for every t of the head's set (every configuration: config_name). Returns a
+    run_method-like result for AD."""
     temps = head.temperatures.tolist()
-    fixed = [results[f"tau={t:g}"] for t in temps]
+    fixed = [results[name] for name in head.names()]
     ks = head.log_probs(fixed[0]["states"]).argmax(-1).tolist()  # the temperature of each prompt
     by_prompt = [{} for _ in ks]  # the fixed runs' samples, per prompt (their order is the prompts')
     ids = list(dict.fromkeys(s["id"] for s in fixed[0]["samples"]))
@@ -240,6 +255,8 @@ def summarise(results, examples, n_per_prompt, head, tok, settings=None):
     the run's settings; for a mix, the pooled win rates. results: {method: run_method's result}, "AD"
     among them."""
     report = {"level": head.level, "temperatures": head.temperatures.tolist(), "subtasks": {}}
+    if head.truncates:  # the choices are configurations: their names (report.py labels them so)
+        report["configs"] = head.names()
     for sub in sorted({tasks.subtask(ex) for ex in examples}):
         idx = [i for i, ex in enumerate(examples) if tasks.subtask(ex) == sub]
         report["subtasks"][sub] = subtask_report(results, examples, idx, n_per_prompt[idx[0]], head, tok)
@@ -309,18 +326,22 @@ def pooled_win_rates(rewards, subtask_of, fixed):
                         for name, r in rewards.items() if name != "AD"}}
 
 
-def sweep(model, tok, examples, temperatures, n_samples=None, max_new_tokens=64, batch_size=48, seed=0,
+def sweep(model, tok, examples, configs, n_samples=None, max_new_tokens=64, batch_size=48, seed=0,
           judge=None, out_dir=None, compile=False):
-    """Every fixed temperature on the examples (training prompts: this is how a mixture is chosen,
+    """Every fixed configuration (temperatures, or (temperature, top_p, min_p) tuples) on the examples
+    (training prompts: this is how a mixture is chosen,
     never on the held-out ones): per subtask, the mean reward with a 95% bootstrap interval (over
     prompts) and the task's metrics; then the headroom, the oracle (the best temperature of each
     subtask) against every single temperature on all prompts pooled. Printed and in sweep.json."""
     started = time.time()
     n_per_prompt = samples_per_prompt(examples, n_samples)
-    results = run_methods(model, tok, methods(None, "fixed", temperatures), examples, n_per_prompt,
+    results = run_methods(model, tok, methods(None, "fixed", configs), examples, n_per_prompt,
                           max_new_tokens, batch_size, seed, judge, compile, phase="sweep")
     subtask_of = [tasks.subtask(ex) for ex in examples]
-    out = {"temperatures": list(temperatures), "subtasks": {}}
+    configs = [as_config(c) for c in configs]
+    out = {"temperatures": [t for t, _, _ in configs], "subtasks": {}}
+    if any(p is not None or m is not None for _, p, m in configs):
+        out["configs"] = [config_name(c) for c in configs]
     for sub in sorted(set(subtask_of)):
         idx = [i for i, s in enumerate(subtask_of) if s == sub]
         rows = {}
@@ -363,7 +384,9 @@ def parse_args():
                    "min-p and EDT")
     p.add_argument("--sweep", action="store_true", help="no head: every fixed temperature of --temperatures "
                    "on --train_prompts TRAINING prompts per task (how a mixture is chosen)")
-    p.add_argument("--temperatures", default=None, help="the sweep's temperatures")
+    p.add_argument("--configs", "--temperatures", dest="temperatures", default=None,
+                   help="the sweep's decoding configurations: temperatures, or items T/top_p=P, T/min_p=M, "
+                   "T/top_p=P/min_p=M (e.g. 0,0.4,0.8,1.0,1.0/top_p=0.9)")
     p.add_argument("--train_prompts", type=int, default=48, help="the sweep's prompts per task")
     p.add_argument("--n_samples", type=int, default=None, help="responses per prompt and method "
                    "(default: the task's EVAL_SAMPLES, e.g. 4 for stories, 8 for gsm8k_vote; for a relative reward "
@@ -398,7 +421,7 @@ def parse_args():
         sys.exit(f"error: --n_samples {args.n_samples}: a prompt's responses are generated in one batch, so "
                  f"at most --batch_size ({args.batch_size})")
     check_device(args.device)
-    args.temperatures = parse_temperatures(args.temperatures)
+    args.temperatures = parse_configs(args.temperatures)
     if args.data_dir:
         os.environ["LPO_DATA_DIR"] = args.data_dir
     if not args.name or "/" in args.name:

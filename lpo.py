@@ -123,21 +123,44 @@ def nll_loss(chosen_logps):
     return (-chosen_logps).mean()
 
 
-def temperature_token_logps(lm_logits, temperatures, tokens, dtype=torch.float32):
-    """log softmax(lm_logits_t / tau_k)[y_t] for every temperature: (B, T, K). tau = 0 is greedy, a
-    one-hot on argmax(lm_logits_t): 0 if y_t is the argmax, else -inf.
-    lm_logits (B, T, V); temperatures (K,); tokens (B, T) valid ids."""
+def temperature_token_logps(lm_logits, configs, tokens, dtype=torch.float32):
+    """log P(y_t | h_t, choice k) for every choice k: (B, T, K). A temperature tau: log softmax(
+    lm_logits_t / tau)[y_t]; tau = 0 is greedy, a one-hot on argmax(lm_logits_t): 0 if y_t is the
+    argmax, else -inf. A configuration (tau, top_p, min_p) samples from the tokens its truncation keeps
+    (sample.sample_next's rule), renormalised: log p(y_t) - logsumexp of log p over the kept tokens,
+    and -inf for a token outside them.
+    lm_logits (B, T, V); configs: K temperatures, or (tau, top_p, min_p) tuples; tokens (B, T) valid ids."""
     logits, y = lm_logits.to(dtype), tokens.long().unsqueeze(-1)
-    temps = temperatures.tolist() if torch.is_tensor(temperatures) else list(temperatures)
+    configs = configs.tolist() if torch.is_tensor(configs) else list(configs)
     comps = []
-    for tau in temps:
-        if tau == 0:  # greedy: log 1 on the argmax token, log 0 elsewhere
+    for c in configs:
+        tau, top_p, min_p = (c, None, None) if isinstance(c, (int, float)) else c
+        if tau == 0:  # greedy: log 1 on the argmax token, log 0 elsewhere (a truncation keeps the argmax)
             hit = logits.argmax(-1) == tokens
             comps.append(torch.where(hit, 0.0, float("-inf")).to(dtype))
-        else:  # log softmax(logits / tau)[y]
+        elif top_p is None and min_p is None:  # log softmax(logits / tau)[y]
             z = logits / tau
             comps.append(z.gather(-1, y).squeeze(-1) - torch.logsumexp(z, dim=-1))
+        else:
+            logp = torch.log_softmax(logits / tau, dim=-1).masked_fill(~kept_tokens(logits, tau, top_p, min_p),
+                                                                       float("-inf"))
+            comps.append(logp.gather(-1, y).squeeze(-1) - torch.logsumexp(logp, dim=-1))
     return torch.stack(comps, dim=-1)
+
+
+def kept_tokens(logits, tau, top_p, min_p):
+    """The tokens a configuration's truncation keeps, as sample.sample_next keeps them, (..., V) bool:
+    min-p, probability at least min_p times the top one's; top-p, the smallest set of most likely
+    tokens whose probability reaches top_p (of what min-p kept); both: the tokens both keep."""
+    probs = torch.softmax(logits.float() / tau, dim=-1)
+    if min_p is not None:
+        probs = probs.masked_fill(probs < min_p * probs.amax(dim=-1, keepdim=True), 0.0)
+    keep = probs > 0
+    if top_p is not None and top_p < 1:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p
+        keep = keep & ~torch.zeros_like(drop).scatter(-1, order, drop)
+    return keep
 
 
 def _logsumexp_k(joint):
@@ -209,8 +232,8 @@ def mixture_logps(head, ref_head, side, lm_head, level):
 
     def mixture(hd):
         if level == "token":
-            return mixture_token_logps(logits, hd.log_probs(side.hidden), head.temperatures, side.tokens)
-        return mixture_sequence_logps(logits, hd.log_probs(side.hidden[:, 0]), head.temperatures,
+            return mixture_token_logps(logits, hd.log_probs(side.hidden), head.configs, side.tokens)
+        return mixture_sequence_logps(logits, hd.log_probs(side.hidden[:, 0]), head.configs,
                                       side.tokens, side.counts)[:, None]
     with torch.no_grad():
         ref = mixture(ref_head)

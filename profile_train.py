@@ -67,9 +67,9 @@ causes = [
     ("generation: decode steps", decode),
     ("  of which rows already stopped", decode * rows["stopped"] / max(rows["all"], 1)),
     ("generation: sampling (softmax, top-p, the draw, the head)", cum("sample.py", "sample_next")
-     + cum("sample.py", "choose_temperature")),
+     + cum("sample.py", "choose_config")),
     ("generation: the rest of the loop", cum("sample.py", "generate_batch") - cum("sample.py", "prefill") - decode
-     - cum("sample.py", "sample_next") - cum("sample.py", "choose_temperature")),
+     - cum("sample.py", "sample_next") - cum("sample.py", "choose_config")),
     ("tokens to text", cum("tokenizer.py", "decode")),
     ("judge: scoring responses", cum("judge.py", "__call__")),
     ("rewards besides the judge", cum("tasks/__init__.py", "rewards") - cum("judge.py", "__call__")),

@@ -6,6 +6,14 @@ the numbers (report.json); this file only shows them.
 """
 import html
 
+from adaptive_head import config_name
+
+
+def choice_names(report):
+    """The names of a report's K choices, as its methods are named: its configurations (report.json's
+    "configs", where one truncates), else "tau=t" for each temperature."""
+    return report.get("configs") or [config_name(t) for t in report["temperatures"]]
+
 
 def ci(w, fmt="{:.1%}"):
     """(value, lo, hi), a value with its 95% interval, as text; "" for None."""
@@ -22,7 +30,8 @@ def number(value):
 
 def heading(report, sub):
     r = report["subtasks"][sub]
-    hist = ", ".join(f"{t:g}: {c}" for t, c in zip(report["temperatures"], r["ad_temperature_counts"]))
+    hist = ", ".join(f"{name.removeprefix('tau=')}: {c}" for name, c in zip(choice_names(report),
+                                                                         r["ad_temperature_counts"]))
     label = f": {r['label']}" if r.get("label") else ""
     return (f"{sub}{label} ({r['prompts']} prompt{'s' * (r['prompts'] != 1)} x {r['samples']} "
             f"response{'s' * (r['samples'] != 1)}; mean reward and win rates on "
@@ -158,34 +167,48 @@ def point(cls, cx, cy, lo, hi, color, title, square=False):
 
 
 def reward_figure(report, sub):
-    """(a) A subtask's mean reward against the temperature: each fixed temperature with its 95%
-    interval, AD's mean reward as a line across, and under them how often AD chose each temperature."""
-    r, temps = report["subtasks"][sub], report["temperatures"]
-    cis = {t: r["mean_reward_ci"][f"tau={t:g}"] for t in temps if f"tau={t:g}" in r["mean_reward_ci"]}
+    """(a) A subtask's mean reward for each fixed choice (a temperature, or a configuration) with its
+    95% interval, in order of temperature (one temperature's configurations side by side), AD's mean
+    reward as a line across, and under them how often AD chose each. Every choice of the head has its
+    place, whether or not it was run as a fixed method."""
+    r, names = report["subtasks"][sub], choice_names(report)
+    order = sorted(range(len(names)), key=lambda k: (report["temperatures"][k], names[k]))  # the x axis
+    cis = {k: r["mean_reward_ci"][names[k]] for k in order if names[k] in r["mean_reward_ci"]}
     ad = r["mean_reward_ci"]["AD"]
     lo = min([c[1] for c in cis.values()] + [ad[0]])
     hi = max([c[2] for c in cis.values()] + [ad[0]])
     pad = 0.1 * (hi - lo or 1)
-    W, H, left, right, top, bottom = 460, 260, 56, 100, 14, 200
-    x, y = scale(min(temps), max(temps), left + 10, W - right), scale(lo - pad, hi + pad, bottom, top)
+    step = 44 if all(len(n) <= 8 for n in names) else 70  # room for a configuration's label
+    W, H, left, right, top, bottom = max(460, 110 + step * len(names)), 260, 56, 100, 14, 200
+    x = lambda k: left + 10 + step / 2 + step * order.index(k)  # noqa: E731  (choice k's place)
+    y = scale(lo - pad, hi + pad, bottom, top)
     ticks = [lo - pad + i * (hi - lo + 2 * pad) / 4 for i in range(5)]
-    body = [axes(x, y, temps, ticks, "temperature", "mean reward", y_fmt="{:.2f}")]
+    body = [f"<line x1='{left + 10}' y1='{bottom}' x2='{W - right}' y2='{bottom}' stroke='#444'/>",
+            f"<line x1='{left + 10}' y1='{bottom}' x2='{left + 10}' y2='{top}' stroke='#444'/>"]
+    body += [f"<text x='{left + 6}' y='{y(v) + 4:.1f}' text-anchor='end'>{v:.2f}</text>" for v in ticks]
+    body += [f"<text x='{x(k):.1f}' y='{bottom + 14}' text-anchor='middle'>{html.escape(names[k].removeprefix('tau='))}"
+             "</text>" for k in order]
+    body.append(f"<text x='{(left + W - right) / 2:.1f}' y='{bottom + 30}' text-anchor='middle'>temperature"
+                f"{' (and truncation)' if report.get('configs') else ''}</text>"
+                f"<text x='18' y='{(top + bottom) / 2:.1f}' text-anchor='middle' "
+                f"transform='rotate(-90 18 {(top + bottom) / 2:.1f})'>mean reward</text>")
     total = max(sum(r["ad_temperature_counts"]), 1)
-    for t, c in zip(temps, r["ad_temperature_counts"]):  # AD's choices: bars from the axis up
+    for k, c in enumerate(r["ad_temperature_counts"]):  # AD's choices: bars from the axis up
         h = 40 * c / total
-        body.append(f"<g class='choice'><title>AD chose {t:g} {c} times ({c / total:.0%})</title>"
-                    f"<rect x='{x(t) - 9:.1f}' y='{bottom - h:.1f}' width='18' height='{h:.1f}' fill='{RED}' "
+        body.append(f"<g class='choice'><title>AD chose {html.escape(names[k])} {c} times ({c / total:.0%})</title>"
+                    f"<rect x='{x(k) - 9:.1f}' y='{bottom - h:.1f}' width='18' height='{h:.1f}' fill='{RED}' "
                     f"opacity='0.25'/></g>")
-    for t, (m, l, h) in cis.items():
-        body.append(point("fixed", x(t), y(m), y(l), y(h), BLUE,
-                          f"tau={t:g}: mean reward {m:.3f} [{l:.3f}, {h:.3f}]"))
+    for k, (m, l, h) in cis.items():
+        body.append(point("fixed", x(k), y(m), y(l), y(h), BLUE,
+                          f"{names[k]}: mean reward {m:.3f} [{l:.3f}, {h:.3f}]"))
     body.append(f"<g class='ad'><title>AD: mean reward {ad[0]:.3f} [{ad[1]:.3f}, {ad[2]:.3f}]</title>"
                 f"<line x1='{left + 10}' y1='{y(ad[0]):.1f}' x2='{W - right}' y2='{y(ad[0]):.1f}' stroke='{RED}' "
                 f"stroke-width='2' stroke-dasharray='6 3'/></g>")
+    fixed = "fixed configurations" if report.get("configs") else "fixed temperatures"
     body.append(f"<text x='{W - right + 6}' y='{y(ad[0]) + 4:.1f}' fill='{RED}'>AD {ad[0]:.3f}</text>"
                 f"<text x='{W - right + 6}' y='{bottom - 4}' fill='{RED}' opacity='0.7'>AD's choices</text>"
-                f"<text x='{left + 10}' y='{top}' fill='{BLUE}'>fixed temperatures (95% interval)</text>")
-    return svg(W, H, "".join(body), f"{sub}: mean reward against temperature")
+                f"<text x='{left + 10}' y='{top}' fill='{BLUE}'>{fixed} (95% interval)</text>")
+    return svg(W, H, "".join(body), f"{sub}: mean reward against {'configuration' if report.get('configs') else 'temperature'}")
 
 
 def win_figure(report):
@@ -263,15 +286,16 @@ def finding(report):
     prompts = report["pooled"]["prompts"] if pooled else next(iter(report["subtasks"].values()))["prompts"]
     where = f"all {prompts} held-out prompts pooled" if pooled else f"{prompts} held-out prompts"
     lo, hi = min(w[0] for w in rates.values()), max(w[0] for w in rates.values())
+    kind = "configuration" if report.get("configs") else "temperature"
     text = (f"On {where}, AD_{report['level'][:3]} beat "
-            + ("every fixed temperature" if len(beaten) == len(rates) else
-               f"{len(beaten)} of the {len(rates)} fixed temperatures")
+            + (f"every fixed {kind}" if len(beaten) == len(rates) else
+               f"{len(beaten)} of the {len(rates)} fixed {kind}s")
             + f" (win rates from {lo:.0%} to {hi:.0%}; above 50% with 95% confidence against "
             + (f"{len(sure)}: {', '.join(sure)})." if sure else "none of them).")
             )
     if pooled:
         o = [m["oracle_win_rate"][0] for m in fixed.values()]
-        text += (f" The oracle, the best fixed temperature of each subtask chosen on these prompts, wins "
+        text += (f" The oracle, the best fixed {kind} of each subtask chosen on these prompts, wins "
                  f"{min(o):.0%} to {max(o):.0%} against them: the headroom of choosing per subtask.")
     return text
 

@@ -6,8 +6,9 @@ The lesson is `generate`, one loop (as in gpt-fast: prefill, then one decode ste
 
     1. prefill: the left-padded prompts through the model once, filling the KV cache;
     2. choose tau: the AdaptiveDecoder (adaptive_head.py) reads the LM's final hidden state h and
-       gives P(tau | h); `choose_temperature` takes its argmax ("greedy") or a draw ("sample"; the
-       paper's Table 5 compares the two). AD_tok chooses before every token, AD_seq once per row;
+       gives P(tau | h); `choose_config` takes its argmax ("greedy") or a draw ("sample"; the
+       paper's Table 5 compares the two). AD_tok chooses before every token, AD_seq once per row.
+       A choice is a temperature, or a decoding configuration (a temperature with top-p or min-p);
     3. sample: one token per row at its temperature (`sample_next`; tau = 0 is greedy);
     4. decode step: the new tokens through the model, attending to the cache.
 
@@ -33,7 +34,8 @@ from dataclasses import dataclass
 
 import torch
 
-from cli import SEED_RANGE, check_device, check_settings, check_writable, default_device, model_dtype, one_line_errors
+from cli import (SEED_RANGE, check_device, check_settings, check_writable, default_device, model_dtype, one_line_errors,
+                 parse_configs)
 from model import KVCache, left_pad
 from report import html_page, temperature_html
 
@@ -41,18 +43,24 @@ from report import html_page, temperature_html
 # -----------------------------------------------------------------------------
 # the pieces: the head's choice, the token drawn, the model's two passes
 
-def choose_temperature(head, h, selection, explore, uniform):
+def choose_config(head, h, selection, explore, uniform):
     """The adaptive decoder's choice: P(tau | h) from the head, then its argmax (selection
     "greedy") or a draw from it ("sample"). With explore > 0 the draw is from the mixture
     (1 - explore) P(tau | h) + explore / K, so that training data keeps trying every temperature.
-    h: (B, d); uniform(): (B, 1) random numbers in [0, 1), see draw.
-    Returns the index of the temperature chosen (B,) and the temperature (B,)."""
+    h: (B, d); uniform(): (B, 1) random numbers in [0, 1), see draw. Returns the index chosen (B,)
+    and what it means for sampling, sample_next's settings per row: {"temperature": (B,)}, with
+    "top_p" and "min_p" (B,) where the head's choices are configurations that truncate."""
     logp = head.log_probs(h)                                             # (B, K)
     if selection == "greedy":
         k = logp.argmax(dim=-1)
     else:
         k = draw((1 - explore) * logp.exp() + explore / logp.shape[-1], uniform())
-    return k, head.temperatures[k]
+    decoding = dict(temperature=head.temperatures[k])
+    if any(p is not None for _, p, _ in head.configs):
+        decoding["top_p"] = head.top_p[k]
+    if any(m is not None for _, _, m in head.configs):
+        decoding["min_p"] = head.min_p[k]
+    return k, decoding
 
 
 def draw(probs, u):
@@ -66,7 +74,8 @@ def draw(probs, u):
 def sample_next(logits, temperature, uniform, top_p=None, min_p=None):
     """One token per row from logits (B, V) at temperature (a float, or (B,) per row; 0 = greedy).
     top_p keeps the smallest set of tokens whose probability reaches p; min_p keeps the tokens
-    whose probability is at least min_p times the most likely one's. uniform(): see draw."""
+    whose probability is at least min_p times the most likely one's; each a float or (B,) per row
+    (top_p 1 and min_p 0 keep every token); with both, the tokens both keep. uniform(): see draw."""
     greedy = logits.argmax(dim=-1)
     if not torch.is_tensor(temperature):
         if temperature == 0:
@@ -76,10 +85,13 @@ def sample_next(logits, temperature, uniform, top_p=None, min_p=None):
     # is not a number and logits / 1e-5 sends exp below its range (very slow on CPUs)
     probs = torch.softmax(logits / torch.where(temperature == 0, 1.0, temperature).clamp(min=1e-5)[:, None], dim=-1)
     if min_p is not None:
+        min_p = torch.as_tensor(min_p, dtype=probs.dtype, device=probs.device).reshape(-1, 1)  # (B|1, 1)
         probs = probs.masked_fill(probs < min_p * probs.amax(dim=-1, keepdim=True), 0.0)
     if top_p is not None:
+        top_p = torch.as_tensor(top_p, dtype=probs.dtype, device=probs.device).reshape(-1, 1)  # (B|1, 1)
         sorted_p, order = probs.sort(dim=-1, descending=True)
-        drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # the mass before this token already reaches p
+        # the mass before this token already reaches p (never at p = 1: rounding must not drop a token)
+        drop = (sorted_p.cumsum(dim=-1) - sorted_p >= top_p) & (top_p < 1)
         probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
     return torch.where(temperature == 0, greedy, draw(probs, uniform()))
 
@@ -133,10 +145,11 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, head=None, selecti
     stop = torch.tensor(list(stop_ids) or [-1], device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     k, tokens, choices = torch.zeros(B, dtype=torch.long, device=device), [], []
+    decoding = dict(temperature=temperature)  # how to sample: a fixed temperature, or the head's choice
     for step in range(max_new_tokens):
         if head is not None and (head.level == "token" or step == 0):  # AD_tok: every token; AD_seq: once
-            k, temperature = choose_temperature(head, h, selection, explore, uniform)  # 2. choose tau
-        tok = sample_next(logits, temperature, uniform).masked_fill(done, pad_id)   # 3. sample (B,)
+            k, decoding = choose_config(head, h, selection, explore, uniform)      # 2. choose tau
+        tok = sample_next(logits, uniform=uniform, **decoding).masked_fill(done, pad_id)  # 3. sample (B,)
         tokens.append(tok)
         choices.append(k)
         done |= torch.isin(tok, stop)
@@ -169,20 +182,21 @@ def generate_batch(model, prompts, max_new_tokens, temperature=1.0, head=None, s
                    top_p=None, min_p=None, edt=None, stop_ids=(), seed=None, keep_hidden=False, pad_id=0,
                    compile=False, reuse_prefill=None, random_rows=None):
     """`generate`'s loop with the same tokens for the same seed, and a Generation as the result.
-    head: see choose_temperature for selection and explore; top_p, min_p: see sample_next;
+    head: see choose_config for selection and explore; temperature, top_p, min_p: see sample_next;
     edt=(T0, N, theta): the EDT baseline. keep_hidden: also record the hidden state of every step.
     compile: the decode step through torch.compile (compiled_decode_step; the first call of a shape
     pays the compile time). reuse_prefill: a dict kept between calls on the same prompts (evaluation
     runs several methods on one batch): the first call's prefill is kept there and copied by the next.
     random_rows: per row, the row whose random numbers it draws (default: its own); the rows of several
-    temperatures decoded in one call then draw what each would draw in a call of its own. Rows that
+    configurations decoded in one call then draw what each would draw in a call of its own. Rows that
     have stopped leave the batch (their cache rows dropped) once they are a quarter of it, except with
     compile, whose step has a fixed batch size."""
     check_prompts(model, prompts, max_new_tokens)
     device, B, L = model.lm_head.weight.device, len(prompts), max(len(p) for p in prompts)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed if seed is not None else torch.seed())
-    temp = temperature if not torch.is_tensor(temperature) else temperature.to(device, torch.float32)
+    per_row = lambda x: x.to(device, torch.float32) if torch.is_tensor(x) else x  # noqa: E731
+    decoding = dict(temperature=per_row(temperature), top_p=per_row(top_p), min_p=per_row(min_p))
     random_row = torch.arange(B, device=device) if random_rows is None else torch.as_tensor(random_rows, device=device)
     n_random = int(random_row.max()) + 1
     idx, pad = left_pad(prompts, pad_id, device)
@@ -193,10 +207,10 @@ def generate_batch(model, prompts, max_new_tokens, temperature=1.0, head=None, s
     for step in range(max_new_tokens):
         uniform = lambda: torch.rand(n_random, 1, device=device, generator=gen)[random_row[live]]  # noqa: E731
         if head is not None and (head.level == "token" or step == 0):   # AD_tok: every step; AD_seq: once
-            k, temp = choose_temperature(head, h, selection, explore, uniform)
+            k, decoding = choose_config(head, h, selection, explore, uniform)
         elif edt is not None:
-            temp = edt_temperature(logits, *edt)
-        tok = sample_next(logits, temp, uniform, top_p, min_p).masked_fill(record.done[live], pad_id)
+            decoding["temperature"] = edt_temperature(logits, *edt)
+        tok = sample_next(logits, uniform=uniform, **decoding).masked_fill(record.done[live], pad_id)
         record.add(step, live, tok, logits, h, k if head is not None else None)
         # reading a value back from a GPU waits for it: there, look at the stopped rows every 8 steps
         look = step % (1 if device.type == "cpu" else 8) == 0
@@ -207,11 +221,25 @@ def generate_batch(model, prompts, max_new_tokens, temperature=1.0, head=None, s
             live, tok, pad = live[keep], tok[keep], (pad[keep] if pad is not None else None)
             cache.keep_rows(keep)
             k = k[keep] if head is not None else None
-            temp = temp[keep] if torch.is_tensor(temp) else temp
+            decoding = {key: v[keep] if torch.is_tensor(v) else v for key, v in decoding.items()}
             decode = lambda t: decode_step(model, t, cache, pad)  # noqa: E731  (with the rows' new padding)
         record.rows_decoded += len(live)
         logits, h = decode(tok)
     return record.result(step, head is not None)
+
+
+def config_rows(configs, n):
+    """generate_batch's settings for n rows of each configuration ((temperature, top_p, min_p) tuples),
+    configuration after configuration, in one call: per-row temperatures (and top-p, min-p where one
+    truncates), and each configuration's rows drawing the random numbers rows 0..n-1 would draw in a
+    call of their own."""
+    kw = dict(temperature=torch.tensor([float(t) for t, _, _ in configs for _ in range(n)]),
+              random_rows=list(range(n)) * len(configs))
+    if any(p is not None for _, p, _ in configs):
+        kw["top_p"] = torch.tensor([1.0 if p is None else p for _, p, _ in configs for _ in range(n)])
+    if any(m is not None for _, _, m in configs):
+        kw["min_p"] = torch.tensor([0.0 if m is None else m for _, _, m in configs for _ in range(n)])
+    return kw
 
 
 def check_prompts(model, prompts, max_new_tokens):
@@ -363,6 +391,9 @@ def parse_args():
                    "temperatures: 0.3 repeats a line until the end)")
     p.add_argument("--top_p", type=float, default=None)
     p.add_argument("--min_p", type=float, default=None)
+    p.add_argument("--configs", default=None, help="instead of --temperature/--top_p/--min_p: one response "
+                   "to each prompt with each decoding configuration, all in one batch, e.g. "
+                   "0.7,1.0/top_p=0.9,1.2/min_p=0.1 (items T, T/top_p=P, T/min_p=M, T/top_p=P/min_p=M)")
     p.add_argument("--adaptive", default=None, help="a trained AdaptiveDecoder checkpoint (head.pt)")
     p.add_argument("--level", default=None, choices=["token", "sequence"], help="must match the head's level")
     p.add_argument("--selection", default="greedy", choices=["greedy", "sample"])
@@ -380,6 +411,9 @@ def parse_args():
     if args.top_p == 0:
         sys.exit("error: --top_p 0 keeps no token; give a value above 0 (1 keeps them all)")
     check_device(args.device)
+    args.configs = parse_configs(args.configs) if args.configs else None
+    if args.configs and args.adaptive:
+        sys.exit("error: --configs decodes with fixed configurations, --adaptive with a head's choices: give one")
     if args.html:
         if not args.adaptive:
             sys.exit("error: --html shows the adaptive decoder's temperatures; give --adaptive head.pt")
@@ -401,7 +435,7 @@ def main():
     args = parse_args()
     one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
     texts, raw = task_prompts(args.prompt, args.task, args.raw)  # a bad --task: before the model loads
-    from adaptive_head import AdaptiveDecoder
+    from adaptive_head import AdaptiveDecoder, config_name
     from checkpoints import load_model
     from tokenizer import Tokenizer
     t0 = time.time()
@@ -420,20 +454,24 @@ def main():
         for t in texts:
             print(f"prompt ({args.task}): {t!r}", file=sys.stderr)
     t0 = time.time()
-    g = generate_batch(model, prompts, args.max_new_tokens, temperature=args.temperature, head=head,
-                 selection=args.selection, top_p=args.top_p, min_p=args.min_p,
-                 stop_ids=tok.stop_ids, seed=args.seed, compile=args.compile)
+    titles, settings = list(args.prompt), dict(temperature=args.temperature, top_p=args.top_p, min_p=args.min_p)
+    if args.configs:  # every prompt with every configuration, in one batch
+        settings = config_rows(args.configs, len(prompts))
+        titles = [f"{p} [{config_name(c)}]" for c in args.configs for p in args.prompt]
+        prompts = prompts * len(args.configs)
+    g = generate_batch(model, prompts, args.max_new_tokens, head=head, selection=args.selection,
+                       stop_ids=tok.stop_ids, seed=args.seed, compile=args.compile, **settings)
     n = sum(len(t) for t in g.tokens)
     print(f"{n} tokens in {time.time() - t0:.1f}s ({n / (time.time() - t0):.1f} tok/s)", file=sys.stderr)
     pages = []
-    for i, (prompt, ids) in enumerate(zip(args.prompt, g.tokens)):
-        if len(args.prompt) > 1:
-            print(f"--- {prompt}")
+    for i, (title, ids) in enumerate(zip(titles, g.tokens)):
+        if len(titles) > 1:
+            print(f"--- {title}")
         print(tok.decode(ids))
         if head is not None:
             ts = [float(head.temperatures[k]) for k in g.choices[i][:len(ids)]]
             print(f"(mean temperature {sum(ts) / max(len(ts), 1):.2f})", file=sys.stderr)
-            pages.append(temperature_html(tok, ids, g.choices[i], head.temperatures.cpu(), prompt))
+            pages.append(temperature_html(tok, ids, g.choices[i], head.temperatures.cpu(), title))
     if args.html:
         with open(args.html, "w") as f:
             f.write(html_page(pages))

@@ -45,10 +45,10 @@ import torch
 
 import runs
 import tasks
-from adaptive_head import DEFAULT_TEMPERATURES
+from adaptive_head import DEFAULT_TEMPERATURES, config_name
 from checkpoints import load_model
 from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, duration,
-                 model_dtype, one_line_errors, parse_temperatures, plural)
+                 model_dtype, one_line_errors, parse_configs, plural)
 from evaluate import (batches_by_length, evaluate, exact_ad_seq, methods, pooled_win_rates, run_method, run_methods,
                       samples_per_prompt)
 from lpo import PAIR_RULES, pair_loss, preference_accuracy, preference_pairs, same_temperatures
@@ -69,7 +69,7 @@ def parse_args(argv=None):
                                    "val_prompts": 1, "rounds": 0,
                                    "epochs": 1, "batch_size": 1, "train_batch_size": 1, "beta": 0, "lr": 0},
                    between={"explore": (0, 1), "seed": SEED_RANGE})
-    parse_temperatures(args.temperatures)
+    parse_configs(args.temperatures)
     check_device(args.device)
     if args.explore is None:
         args.explore = 1.0 if args.level == "sequence" else 0.5
@@ -87,7 +87,9 @@ def method_arguments(p):
                    help=f"one of {', '.join(tasks.TASKS)} or a mix: {', '.join(tasks.MIXES)}")
     p.add_argument("--level", default="sequence", choices=["sequence", "token"])
     p.add_argument("--loss", default="lpo", choices=["lpo", "lpo_marginal", "nll"])
-    p.add_argument("--temperatures", default=",".join(str(t) for t in DEFAULT_TEMPERATURES))
+    p.add_argument("--configs", "--temperatures", dest="temperatures", default=",".join(map(str, DEFAULT_TEMPERATURES)),
+                   help="the head's K choices: temperatures (the paper's), or decoding configurations, items "
+                   "T/top_p=P, T/min_p=M or T/top_p=P/min_p=M (e.g. 0,0.4,0.8,1.0,1.0/top_p=0.9,1.2/min_p=0.1)")
     p.add_argument("--n_samples", type=int, default=4, help="N responses per prompt")
     p.add_argument("--prompts_per_round", type=int, default=64,
                    help="training prompts a round (a mix's tasks share them as tasks.MIXES says)")
@@ -168,6 +170,17 @@ def round_prompts(train_examples, task, prompts_per_round, rng):
     return examples
 
 
+def truncates(configs):
+    return any(p is not None or m is not None for _, p, m in configs)
+
+
+def choices_said(configs):
+    """The head's choices for people: "temperatures [0.0, 0.4]", or the configurations' names."""
+    if not truncates(configs):
+        return f"temperatures {[t for t, _, _ in configs]}"
+    return f"configurations {', '.join(config_name(c) for c in configs)}"
+
+
 def set_up(args, examples):
     """The frozen LM in its dtype, its tokenizer, the judge (for the tasks a judge scores, else None)."""
     torch.manual_seed(args.seed)  # the head's initialisation below draws from it
@@ -181,7 +194,7 @@ def set_up(args, examples):
     judged = any(tasks.get_task(name).JUDGED for name in tasks.mix(args.task))
     judge = judges.load(args.judge, model, tok) if judged else None
     print(f"{args.model}: {model.config.n_layer} layers, d={model.config.d_model}, {dtype} on {args.device}; "
-          f"head: {args.level} level, temperatures {parse_temperatures(args.temperatures)}")
+          f"head: {args.level} level, {choices_said(parse_configs(args.temperatures))}")
     for name in tasks.mix(args.task):  # a stand-in task says so (e.g. arithmetic in place of GSM8K)
         if tasks.get_task(name).LABEL:
             print(f"{name}: {tasks.get_task(name).LABEL}")
@@ -237,11 +250,11 @@ def collect(model, tok, judge, head, examples, name, out, args):
 # -----------------------------------------------------------------------------
 # the validation split: every fixed temperature once, then any head's win rates from it
 
-def validation_fixed(model, tok, judge, temperatures, val_examples, val_n, out, args):
-    """Every fixed temperature on the validation prompts (val_n responses to each), one file per
-    temperature (a resumed run reads them back). Returns ({"tau=t": evaluate.run_method's result},
-    the responses decoded per second here, None when all were read back)."""
-    fixed = methods(None, "fixed", temperatures)
+def validation_fixed(model, tok, judge, configs, val_examples, val_n, out, args):
+    """Every fixed configuration (temperature) on the validation prompts (val_n responses to each), one
+    file per configuration (a resumed run reads them back). Returns ({"tau=t": evaluate.run_method's
+    result}, the responses decoded per second here, None when all were read back)."""
+    fixed = methods(None, "fixed", configs)
     path = lambda name: out / "samples" / f"val_{name}.pt"  # noqa: E731
     to_decode = [name for name in fixed if not path(name).exists()]
     if len(to_decode) < len(fixed):  # saved before a restart (resume): read back, not generated
@@ -341,13 +354,14 @@ def stop_unless_finite(x, what, args):
 # -----------------------------------------------------------------------------
 # what the run will do, and which round's head it keeps
 
-def plan(args, temperatures, val_n, n_val, train_ex, test_ex, eval_n):
+def plan(args, configs, val_n, n_val, train_ex, test_ex, eval_n):
     """The plan line, printed before the work; returns the counts the time estimate needs:
     (prompts a round, methods evaluated, held-out responses per method)."""
     n_round = len(round_prompts(train_ex, args.task, args.prompts_per_round, rng_of(args, 0)))
     n_eval = sum(samples_per_prompt(test_ex, eval_n))
-    n_methods = len(methods(None, args.compare, temperatures)) + (args.level == "token" or args.compare == "none")
-    print(f"plan: 1) validation: {plural(len(temperatures), 'temperature')} x {plural(sum(val_n), 'response')} to "
+    n_methods = len(methods(None, args.compare, configs)) + (args.level == "token" or args.compare == "none")
+    kind = "configuration" if truncates(configs) else "temperature"
+    print(f"plan: 1) validation: {plural(len(configs), kind)} x {plural(sum(val_n), 'response')} to "
           f"{plural(n_val, 'training prompt')}; 2) {plural(args.rounds, 'round')}: "
           f"{plural(n_round, 'prompt')} x {plural(args.n_samples, 'sample')}, then {plural(args.epochs, 'epoch')} "
           f"on all pairs so far; 3) evaluation: {plural(n_methods, 'method')} x {plural(n_eval, 'response')} to "
@@ -385,7 +399,7 @@ def best_round(validation, rounds):
 
 def main(argv=None):
     args = parse_args(argv)
-    started, temperatures = time.time(), parse_temperatures(args.temperatures)
+    started, configs = time.time(), parse_configs(args.temperatures)
     one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
     runs.exit_on_interrupt()
     train_ex, val_ex, test_ex = split_prompts(args.task, args.val_prompts, args.test_prompts, args.seed)
@@ -398,16 +412,16 @@ def main(argv=None):
     # many as training drew, the reward the head was trained on; the others on their EVAL_SAMPLES
     eval_n = {name: args.n_samples for name in tasks.mix(args.task) if tasks.get_task(name).RELATIVE}
     val_n, d = samples_per_prompt(val_ex, eval_n), model.config.d_model
-    counts = plan(args, temperatures, val_n, len(val_ex), train_ex, test_ex, eval_n)
-    start, head, opt = runs.resume(out, args, d, temperatures, n_round=counts[0])
+    counts = plan(args, configs, val_n, len(val_ex), train_ex, test_ex, eval_n)
+    start, head, opt = runs.resume(out, args, d, configs, n_round=counts[0])
     # every pair so far (a round alone is too few to train on): the rounds done before a restart, read back
     all_pairs = [pair for r in range(start) for pair in preference_pairs(collect(
         model, tok, judge, head, round_prompts(train_ex, args.task, args.prompts_per_round, rng_of(args, r)),
         f"round{r + 1}", out, args), args.pairs, args.level)]
-    val_fixed, rate = validation_fixed(model, tok, judge, temperatures, val_ex, val_n, out, args)
+    val_fixed, rate = validation_fixed(model, tok, judge, configs, val_ex, val_n, out, args)
     if rate:
         print(estimate_line(rate, args, start, counts, val_n))
-    head_of = lambda r: runs.load_head(out, r, d, temperatures, args.level, args.device)  # noqa: E731
+    head_of = lambda r: runs.load_head(out, r, d, configs, args.level, args.device)  # noqa: E731
     validation = lambda r: runs.validation_of(out, r, lambda: learning_metric(  # noqa: E731
         head_of(r), val_fixed, model, tok, judge, val_ex, val_n, args))
     print(f"validation: {plural(len(val_ex), 'training prompt')} set aside; the untrained head (uniform: its argmax "

@@ -1,8 +1,9 @@
 import argparse
+import re
 
 import pytest
 
-from cli import Progress, check_settings, duration, parse_temperatures, plural
+from cli import Progress, check_settings, duration, parse_configs, plural
 
 
 def test_duration_reads_like_a_person_wrote_it():
@@ -53,9 +54,23 @@ def test_settings_out_of_range_are_one_line(capsys):
     with pytest.raises(SystemExit, match=r"error: --p nan: must be between 0 and 1"):
         check_settings(args, between={"p": (0, 1)})
     check_settings(args, at_least={"q": 1})  # None: not given, not checked
-    assert parse_temperatures("0,0.5") == [0.0, 0.5]
-    with pytest.raises(SystemExit, match="numbers >= 0"):
-        parse_temperatures("0,hot")
+    assert parse_configs("0,0.5") == [(0.0, None, None), (0.5, None, None)]
+    with pytest.raises(SystemExit, match="does not start with a temperature"):
+        parse_configs("0,hot")
+
+
+def test_configs_are_parsed_and_every_malformed_item_is_one_error_line():
+    assert parse_configs("0, 0.8,1.0/top_p=0.9,1.2/min_p=0.1,1/top_p=1/min_p=0") == [
+        (0.0, None, None), (0.8, None, None), (1.0, 0.9, None), (1.2, None, 0.1), (1.0, 1.0, 0.0)]
+    for text, says in [("0,1.0/top_k=5", "unknown setting 'top_k'"), ("1.0/top_p=0", "top_p outside (0, 1]"),
+                       ("1.0/top_p=1.5", "top_p outside (0, 1]"), ("1.0/min_p=-0.1", "min_p outside [0, 1]"),
+                       ("0.7,0.7", "is given twice"), ("1/top_p=0.9,1.0/top_p=0.90", "is given twice"),
+                       ("1/top_p=0.9/top_p=0.8", "sets top_p twice"), ("1/top_p=x", "not a number"),
+                       ("-1", "not a number >= 0"), ("inf", "not a number >= 0"), ("", "does not start with"),
+                       ("1/min_p", "not a number")]:
+        with pytest.raises(SystemExit, match=f"error: --configs .*{re.escape(says)}") as e:
+            parse_configs(text)
+        assert "\n" not in str(e.value.code)
 
 
 # -----------------------------------------------------------------------------

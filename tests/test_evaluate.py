@@ -197,7 +197,8 @@ def test_cli_asks_for_a_head_or_a_sweep():
     import sys
     root = Path(__file__).parent.parent
     for args, says in [([], "give either --head"), (["--sweep", "--head", "h.pt"], "give either --head"),
-                       (["--sweep", "--temperatures=-1,0"], "must be numbers >= 0")]:
+                       (["--sweep", "--temperatures=-1,0"], "not a number >= 0"),
+                       (["--sweep", "--configs", "1/top_q=1"], "unknown setting 'top_q'")]:
         r = subprocess.run([sys.executable, str(root / "evaluate.py"), *args], cwd=root, capture_output=True,
                            text=True, timeout=120)
         assert r.returncode == 1 and says in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)

@@ -7,7 +7,7 @@ import torch
 from adaptive_head import AdaptiveDecoder
 from checkpoints import load_model
 from model import left_pad
-from sample import choose_temperature, cut_at_stop, edt_temperature, generate, generate_batch, sample_next
+from sample import choose_config, cut_at_stop, edt_temperature, generate, generate_batch, sample_next
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -40,13 +40,13 @@ def reference_generate(model, prompts, max_new_tokens, temperature=1.0, head=Non
     gen = torch.Generator().manual_seed(seed)
     uniform = lambda: torch.rand(len(prompts), 1, generator=gen)  # noqa: E731
     idx, pad = left_pad(prompts, 0, "cpu")
-    temp, ks, toks, hidden = temperature, [], [], []
+    decoding, ks, toks, hidden = dict(temperature=temperature), [], [], []
     for step in range(max_new_tokens):
         logits, h = model(idx, pad=pad, last_only=True, return_hidden=True)
         logits, h = logits[:, -1], h[:, -1]
         if head is not None and (head.level == "token" or step == 0):
-            k, temp = choose_temperature(head, h, "sample", 0.0, uniform)
-        tok = sample_next(logits, temp, uniform)
+            k, decoding = choose_config(head, h, "sample", 0.0, uniform)
+        tok = sample_next(logits, uniform=uniform, **decoding)
         toks.append(tok)
         ks.append(k if head is not None else tok)
         hidden.append(h)
