@@ -11,6 +11,9 @@ number of new tokens (end-of-turn ignored so every run decodes the same amount).
         # the cost of token-level adaptive decoding against fixed-temperature sampling
     python bench.py --compile
         # also the compiled decode step (generate_batch(..., compile=True)): its speed and compile time
+    python bench.py --configs 0,0.4,0.8,1.0,1.0/top_p=0.9,1.2/min_p=0.1 --batch 64 --no_hf
+        # a decoding configuration per row (the list cycled over the rows, one batched step) against one
+        # fixed configuration for every row (the list's first that truncates) and a plain temperature
 
 Timings are medians over --repeats runs, the two implementations alternating so that the
 machine's drift hits both alike.
@@ -22,10 +25,10 @@ import time
 
 import torch
 
-from cli import check_device, check_settings, default_device, model_dtype, one_line_errors
+from cli import check_device, check_settings, default_device, model_dtype, one_line_errors, parse_configs
 from checkpoints import load_model
 from model import Config, Transformer
-from sample import generate_batch
+from sample import config_rows, generate_batch
 
 SHAPES = {  # random-weight models of real shapes, for machines without the real weights
     "smollm2-135m": Config(),
@@ -95,7 +98,12 @@ def parse_args():
     p.add_argument("--adaptive", action="store_true", help="also time token-level adaptive decoding "
                    "(a head choosing among 6 temperatures before every token) against sampling at 0.7")
     p.add_argument("--compile", action="store_true", help="also time the compiled decode step")
+    p.add_argument("--configs", default=None, help="also time sampling with these decoding configurations, "
+                   "one per row, against one fixed configuration (see the examples above)")
     args = p.parse_args()
+    args.configs = parse_configs(args.configs) if args.configs else None
+    if args.configs and not any(p is not None or m is not None for _, p, m in args.configs):
+        sys.exit("error: --configs: give at least one configuration that truncates (T/top_p=P or T/min_p=M)")
     check_settings(args, at_least={"batch": 1, "prompt_len": 1, "new_tokens": 1, "repeats": 1})
     check_device(args.device)
     return args
@@ -174,6 +182,32 @@ def bench_adaptive(model, prompts, args):
           f"{a_tps:8.1f} tok/s | cost {100 * (1 - a_tps / f_tps):.1f}%", flush=True)
 
 
+def bench_configs(model, prompts, args):
+    """Sampling with a decoding configuration per row (args.configs cycled over the rows, as the head's
+    choices or evaluation's fixed configurations decode) against one fixed configuration for every row
+    (the first of args.configs that truncates) and against temperature 1 alone, timed alternately; one line."""
+    from adaptive_head import config_name
+    from evaluate import config_settings
+    B, ps = len(prompts), prompts.tolist()
+    per_row = [args.configs[i % len(args.configs)] for i in range(B)]
+    kw = config_rows(per_row, 1)
+    kw.pop("random_rows")
+    fixed = next(c for c in args.configs if c[1] is not None or c[2] is not None)
+    runs = {"per-row": lambda: generate_batch(model, ps, args.new_tokens, seed=0, **kw),
+            "fixed": lambda: generate_batch(model, ps, args.new_tokens, seed=0, **config_settings(fixed)),
+            "plain": lambda: generate_batch(model, ps, args.new_tokens, seed=0, temperature=1.0)}
+    for fn in runs.values():  # warm up
+        fn()
+    times = {name: [] for name in runs}
+    for _ in range(args.repeats):  # alternating, so that the machine's drift hits all alike
+        for name, fn in runs.items():
+            times[name].append(timed(fn, args.device))
+    tps = {name: B * args.new_tokens / statistics.median(t) for name, t in times.items()}
+    print(f"batch {B:3d}: per-row configurations {tps['per-row']:8.1f} tok/s | fixed {config_name(fixed)} for every row "
+          f"{tps['fixed']:8.1f} tok/s | temperature 1 alone {tps['plain']:8.1f} tok/s | per-row against fixed: "
+          f"cost {100 * (1 - tps['per-row'] / tps['fixed']):.1f}%", flush=True)
+
+
 def main():
     args = parse_args()
     one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
@@ -202,6 +236,8 @@ def main():
         bench_greedy(model, hf, prompts, args, bytes_per_token, bandwidth)
         if args.adaptive:
             bench_adaptive(model, prompts, args)
+        if args.configs:
+            bench_configs(model, prompts, args)
 
 
 if __name__ == "__main__":
