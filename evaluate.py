@@ -456,7 +456,8 @@ def main():
     n_responses = sum(samples_per_prompt(examples, n_samples))
     # the plan, before minutes of model loading
     if args.sweep:
-        print(f"plan: sweep {args.task}: {plural(len(args.temperatures), 'fixed temperature')} x "
+        kind = "configuration" if any(c[1:] != (None, None) for c in args.temperatures) else "temperature"
+        print(f"plan: sweep {args.task}: {plural(len(args.temperatures), 'fixed ' + kind)} x "
               f"{plural(n_responses, 'response')} to {plural(len(examples), 'training prompt')}; writes "
               f"{Path(args.out_dir) / 'sweep.json'}", flush=True)
     else:

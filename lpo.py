@@ -2,7 +2,9 @@
 Latent Preference Optimization, the training method of *Adaptive Decoding via Latent Preference
 Optimization* (Dhuliawala et al., arXiv 2411.09661, Section 3): the pairs and the losses that train
 the AdaptiveDecoder. Plain functions on tensors; B = pairs, T = response positions,
-K = temperatures, V = vocabulary.
+K = temperatures (or decoding configurations, a temperature with top-p or min-p: (a) and (d) read
+only the index of the choice; (c) the truncated distribution of each, temperature_token_logps),
+V = vocabulary.
 
     preference_pairs        a prompt's best response (chosen) against its worst (rejected), the
                             paper's rule, or every better/worse pair with different temperatures

@@ -255,7 +255,7 @@ def validation_fixed(model, tok, judge, configs, val_examples, val_n, out, args)
     file per configuration (a resumed run reads them back). Returns ({"tau=t": evaluate.run_method's
     result}, the responses decoded per second here, None when all were read back)."""
     fixed = methods(None, "fixed", configs)
-    path = lambda name: out / "samples" / f"val_{name}.pt"  # noqa: E731
+    path = lambda name: out / "samples" / f"val_{name.replace('/', '_')}.pt"  # noqa: E731  (tau=1_top_p=0.9)
     to_decode = [name for name in fixed if not path(name).exists()]
     if len(to_decode) < len(fixed):  # saved before a restart (resume): read back, not generated
         print(f"  validation: read back {plural(len(fixed) - len(to_decode), 'temperature')} saved before")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adaptive_head import AdaptiveDecoder
+from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder, config_name
 from evaluate import evaluate, exact_ad_seq, methods, run_method
 from checkpoints import load_model
 from tasks import synthetic
@@ -36,12 +36,12 @@ def test_head_fixed_at_greedy_ties_with_greedy(tmp_path):
     assert set(report["subtasks"]) == {"copy", "varied"}
     for sub in report["subtasks"].values():
         methods = sub["methods"]
-        assert list(methods) == ["AD", "tau=0", "tau=0.2", "tau=0.4", "tau=0.6", "tau=0.8", "tau=1",
+        assert list(methods) == ["AD", *(config_name(t) for t in DEFAULT_TEMPERATURES),
                                  "min-p 0.1", "EDT"]
         # AD at temperature 0 is greedy decoding: the same responses, so every prompt ties
         assert methods["AD"]["mean_reward"] == methods["tau=0"]["mean_reward"]
         assert methods["tau=0"]["ad_win_rate"] == (0.5, 0.5, 0.5)
-        assert sub["ad_temperature_counts"] == [3 * 2 * 5, 0, 0, 0, 0, 0]  # 3 prompts x 2 samples x 5 tokens
+        assert sub["ad_temperature_counts"] == [3 * 2 * 5] + [0] * (len(DEFAULT_TEMPERATURES) - 1)  # 3 x 2 x 5 tokens
         assert sub["ad_mean_temperature"] == 0.0
     assert report["subtasks"]["varied"]["methods"]["AD"]["mean_reward"] == 0.0  # identical samples
     assert json.loads((tmp_path / "report.json").read_text())["level"] == "token"
@@ -165,10 +165,10 @@ def test_relative_reward_is_scored_on_the_group(tmp_path, monkeypatch):
     # per task: 3 responses per prompt, as a training run with --n_samples 3 would ask
     report = evaluate(model, CharTokenizer(), head, examples, n_samples={"distinct": 3}, max_new_tokens=8,
                       compare="fixed")
-    assert calls == [3] * 5 * 6   # 5 prompts, 6 fixed temperatures (AD_seq: a lookup), the 3 together
+    assert calls == [3] * 5 * len(DEFAULT_TEMPERATURES)  # 5 prompts, every fixed temperature (AD_seq: a lookup)
     r = report["subtasks"]["distinct"]
     assert r["samples"] == 3 and r["reward"] == "the task's reward"
-    assert list(r["methods"]) == ["AD", "tau=0", "tau=0.2", "tau=0.4", "tau=0.6", "tau=0.8", "tau=1"]
+    assert list(r["methods"]) == ["AD", *(config_name(t) for t in DEFAULT_TEMPERATURES)]
     assert r["methods"]["tau=0"]["mean_reward"] == 0.0    # greedy: three identical responses
     assert r["methods"]["tau=1"]["mean_reward"] > 0.5     # random characters differ
     calls.clear()  # evaluate.py's default: the task's EVAL_SAMPLES

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from adaptive_head import DEFAULT_TEMPERATURES
 from weights import WeightFileError, smollm2_path
 
 ROOT = Path(__file__).resolve().parent.parent
+K = len(DEFAULT_TEMPERATURES)  # the default run's fixed temperatures
 
 
 def have_smollm2():
@@ -90,10 +92,10 @@ def test_interrupted_run_says_one_line_and_resumes(tmp_path):
         assert err.strip() == "interrupted; run the same command again to resume"  # no traceback
         return out
     first = run_until(tmp_path / "samples" / "val_tau=0.pt", signal.SIGINT)
-    assert "plan: 1) validation: 6 temperatures x 4 responses to 2 training prompts" in first
+    assert f"plan: 1) validation: {K} temperatures x 4 responses to 2 training prompts" in first
     assert "resuming" not in first
     second = run_until(tmp_path / "samples" / "round1_batch0001.pt", signal.SIGTERM)
-    resumed = (r"resuming .*: (validation, [1-5] of 6 temperatures decoded|"
+    resumed = (rf"resuming .*: (validation, [1-{K - 1}] of {K} temperatures decoded|"
                r"round 1, [0-5] of 6 batches collected)")
     assert re.search(resumed, second), second
 
@@ -178,7 +180,7 @@ def test_a_run_resumes_under_any_spelling_of_its_directory(finished_run, tmp_pat
         r = run(*cmd(spelling)[1:], cwd=cwd)
         assert r.returncode == 0 and "resuming" in r.stdout, (spelling, r.stderr)
         # files read back are not generation: said once, with no rate
-        assert "  validation: read back 6 temperatures saved before\n" in r.stdout, r.stdout
+        assert f"  validation: read back {K} temperatures saved before\n" in r.stdout, r.stdout
         assert "  round1: read back 6 batches saved before\n" in r.stdout, r.stdout
         assert not re.search(r"(validation|round1): .*/s", r.stdout), r.stdout
     moved = tmp_path / "elsewhere" / "moved"
@@ -194,7 +196,7 @@ def test_what_a_run_says(finished_run):
     # a stranger reads these lines: counts in the singular where there is one, a round with nothing
     # to learn from said plainly, the held-out evaluation named as such
     said = (finished_run.parent / "stdout.txt").read_text()
-    assert ("plan: 1) validation: 6 temperatures x 4 responses to 2 training prompts; 2) 1 round: 6 prompts x 2 "
+    assert (f"plan: 1) validation: {K} temperatures x 4 responses to 2 training prompts; 2) 1 round: 6 prompts x 2 "
             "samples, then 2 epochs on all pairs so far; 3) evaluation: 1 method x 4 responses to 2 held-out "
             "prompts\n") in said
     # two responses to a synthetic prompt always tie (each is scored against the other), and copying
@@ -351,7 +353,7 @@ def test_bfloat16_end_to_end_on_the_cpu(tmp_path, loss):
     report = json.loads((tmp_path / "report.json").read_text())
     # the synthetic task's reward is relative: evaluated on --n_samples 2 responses per prompt, as trained
     assert {sub["samples"] for sub in report["subtasks"].values()} == {2}
-    assert {len(sub["methods"]) for sub in report["subtasks"].values()} == {9}  # AD, 6 fixed, min-p, EDT
+    assert {len(sub["methods"]) for sub in report["subtasks"].values()} == {K + 3}  # AD, the fixed, min-p, EDT
 
 
 def test_bad_task_name(tmp_path):

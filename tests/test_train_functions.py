@@ -93,9 +93,11 @@ def test_validation_then_learning_metric_of_a_head_fixed_at_one_temperature(mode
     (tmp_path / "samples").mkdir()
     examples = synthetic.prompts("train", n=4)
     n = samples_per_prompt(examples, 2)
-    temperatures = [0.0, 0.6, 1.0]
+    temperatures = [(0.0, None, None), (0.6, None, None), (1.0, None, None), (1.0, 0.5, 0.1)]
     fixed, rate = train.validation_fixed(model, CharTokenizer(), None, temperatures, examples, n, tmp_path, args)
-    assert set(fixed) == {"tau=0", "tau=0.6", "tau=1"} and rate > 0
+    assert set(fixed) == {"tau=0", "tau=0.6", "tau=1", "tau=1/top_p=0.5/min_p=0.1"} and rate > 0
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [  # a file each, in samples/
+        "val_tau=0.6.pt", "val_tau=0.pt", "val_tau=1.pt", "val_tau=1_top_p=0.5_min_p=0.1.pt"]
     again, rate = train.validation_fixed(model, CharTokenizer(), None, temperatures, examples, n, tmp_path, args)
     assert rate is None and again["tau=1"]["reward"] == fixed["tau=1"]["reward"]  # read back, not decoded
     head = AdaptiveDecoder(model.config.d_model, temperatures, level="sequence")
