@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+import parallel
 import runs
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, as_config, config_name
@@ -93,18 +94,21 @@ def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batc
     n_per_prompt, never on the method: row for row, the same random numbers drive every method (what
     exact_ad_seq relies on). The fixed configurations of a batch decode together, in one call (a batch
     of rows per configuration, each drawing the random numbers it would draw alone: sample.config_rows);
-    any other
-    method decodes on its own, copying the batch's prefill (generate_batch's reuse_prefill). A batch's responses
-    are scored in one call of the judge. progress(done, name), else a progress line named phase."""
+    any other method decodes on its own, copying the batch's prefill (generate_batch's reuse_prefill).
+    A batch's responses are scored in one call of the judge. Under torchrun each rank runs its share of
+    the batches (parallel.py) and every rank gets the whole result. progress(done, name), else a
+    progress line named phase."""
+    ids = [tasks.prompt_ids(tok, ex) for ex in examples]
+    batches = batches_by_length([len(p) for p in ids], n_per_prompt, batch_size)
+    starts = [sum(map(len, batches[:b])) for b in range(len(batches))]  # a batch's seed: seed + its start
+    ours = [b for b in range(len(batches)) if parallel.mine(b)]
     if progress is None:
-        prog = Progress(phase, len(to_run) * sum(n_per_prompt), "responses")
+        prog = Progress(phase, len(to_run) * sum(n_per_prompt[i] for b in ours for i in batches[b]), "responses")
         progress = lambda done, name: prog.update(done, f"({name})")  # noqa: E731
     fixed = {name: fixed_config(name, kw) for name, kw in to_run.items() if fixed_config(name, kw)}
     calls = ([list(fixed)] if fixed else []) + [[name] for name in to_run if name not in fixed]
-    ids = [tasks.prompt_ids(tok, ex) for ex in examples]
-    results = {name: [None] * len(examples) for name in to_run}  # per example: (reward, metrics, state, samples)
-    done, first = 0, 0  # first: the place of the batch's first prompt in the order of lengths, its seed
-    for batch in batches_by_length([len(p) for p in ids], n_per_prompt, batch_size):
+    results, done = {}, 0  # per example: {name: (reward, metrics, state, samples)}
+    for batch, first in ((batches[b], starts[b]) for b in ours):
         exs, ns = [examples[i] for i in batch], [n_per_prompt[i] for i in batch]
         prompts = [ids[i] for i, n in zip(batch, ns) for _ in range(n)]
         size = len(prompts)
@@ -120,11 +124,12 @@ def run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batc
         scored = score_responses(tok, exs, ns, [gens[name] for name in to_run], judge, list(to_run.values()))
         for name, per_example in zip(to_run, scored):
             for i, result in zip(batch, per_example):
-                results[name][i] = result
-        first += len(batch)
-    return {name: {"reward": [r[0] for r in res], "metrics": [r[1] for r in res],
-                   "states": torch.stack([r[2] for r in res]), "samples": [s for r in res for s in r[3]]}
-            for name, res in results.items()}
+                results.setdefault(i, {})[name] = result
+    results = parallel.gather(results)  # every rank's batches
+    res = {name: [results[i][name] for i in range(len(examples))] for name in to_run}
+    return {name: {"reward": [r[0] for r in rs], "metrics": [r[1] for r in rs],
+                   "states": torch.stack([r[2] for r in rs]), "samples": [s for r in rs for s in r[3]]}
+            for name, rs in res.items()}
 
 
 def batches_by_length(lengths, n_per_prompt, batch_size):
@@ -240,7 +245,7 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
     if rounds:
         report["rounds"] = rounds
     print_report(report)
-    if out_dir is not None:
+    if out_dir is not None and parallel.main_rank():  # under torchrun: rank 0 writes
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}.json").write_text(json.dumps(report, indent=1))
@@ -357,7 +362,7 @@ def sweep(model, tok, examples, configs, n_samples=None, max_new_tokens=64, batc
     out["seconds"] = round(time.time() - started)
     print_sweep(out)
     print(f"\nthe sweep took {out['seconds']} s")
-    if out_dir is not None:
+    if out_dir is not None and parallel.main_rank():
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "sweep.json").write_text(json.dumps(out, indent=1))
         print(f"wrote {Path(out_dir) / 'sweep.json'}")
@@ -439,6 +444,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    args.device = parallel.start(args.device)  # under torchrun: join the other ranks (parallel.py)
     one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
     from adaptive_head import AdaptiveDecoder
     from checkpoints import load_model

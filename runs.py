@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+import parallel
 from cli import plural
 
 # not settings (they may change when a run resumes): where and how fast it runs, how many rounds, and
@@ -175,9 +176,12 @@ def load_head(out, r, d_model, temperatures, level, device):
 
 
 def save_round(out, r, head, opt):
-    """Round r's optimizer state, then its head (the head last: a round with a head is a round done)."""
-    save_atomic(lambda tmp: torch.save(opt.state_dict(), tmp), out / f"opt_round{r}.pt")
-    save_atomic(head.save, head_path(out, r))
+    """Round r's optimizer state, then its head (the head last: a round with a head is a round done);
+    under torchrun rank 0 writes, the others wait for it."""
+    if parallel.main_rank():
+        save_atomic(lambda tmp: torch.save(opt.state_dict(), tmp), out / f"opt_round{r}.pt")
+        save_atomic(head.save, head_path(out, r))
+    parallel.wait()
 
 
 def resume(out, args, d_model, temperatures, n_round):
@@ -186,15 +190,18 @@ def resume(out, args, d_model, temperatures, n_round):
     rounds done than args.rounds is refused (head.pt would become an earlier round's). A resumed run
     says what it finds done (n_round: the prompts of a round)."""
     from adaptive_head import AdaptiveDecoder
+    parallel.wait()  # every rank sees the same files
     start = last_round(out)
     if start is not None and start > args.rounds:
         sys.exit(f"error: {out} has {plural(start, 'round')} done; give --rounds {start} or more (or another "
                  "--out_dir)")
-    save_settings(out, settings(args))
-    if start is None:
-        save_atomic(AdaptiveDecoder(d_model, temperatures, args.level, base_model=str(args.model)).save,
-                    head_path(out, 0))
-        start = 0
+    if parallel.main_rank():
+        save_settings(out, settings(args))
+        if start is None:
+            save_atomic(AdaptiveDecoder(d_model, temperatures, args.level, base_model=str(args.model)).save,
+                        head_path(out, 0))
+    parallel.wait()
+    start = start or 0
     head = load_head(out, start, d_model, temperatures, args.level, args.device)
     # one AdamW for the whole run, its state (moment estimates) carried from round to round, so that a
     # round continues the fit instead of restarting it
@@ -223,12 +230,15 @@ def resume_line(out, start, rounds, n_batches, n_temperatures):
 
 
 def validation_of(out, r, compute):
-    """Round r's learning metric (wins, mean_tau), computed once by compute() and kept in
-    validation_round<r>.json."""
+    """Round r's learning metric (wins, mean_tau), computed once by compute() (on every rank under
+    torchrun) and kept in validation_round<r>.json."""
     path = out / f"validation_round{r}.json"
+    parallel.wait()  # every rank sees the same files
     if not path.exists():
         wins, mean_tau = compute()
-        save_atomic(lambda tmp: Path(tmp).write_text(json.dumps({"wins": wins, "mean_tau": mean_tau})), path)
+        if parallel.main_rank():
+            save_atomic(lambda tmp: Path(tmp).write_text(json.dumps({"wins": wins, "mean_tau": mean_tau})), path)
+        parallel.wait()
     try:
         m = json.loads(path.read_text())
         return m["wins"], m["mean_tau"]
@@ -239,8 +249,10 @@ def validation_of(out, r, compute):
 def open_run(out, config, samples_from, all_rounds):
     """This process's run from here on: out_dir locked (no other process may write it), its settings
     checked again now that none can, its samples folder, and --samples_from's samples copied in."""
-    lock(out)
-    check_same_run(out, config)
-    (out / "samples").mkdir(exist_ok=True)
-    if samples_from:  # samples that do not depend on how the head is fitted: reused, not generated again
-        reuse_samples(samples_from, out, config, all_rounds)
+    if parallel.main_rank():  # under torchrun: rank 0's, the others wait
+        lock(out)
+        check_same_run(out, config)
+        (out / "samples").mkdir(exist_ok=True)
+        if samples_from:  # samples that do not depend on how the head is fitted: reused, not generated again
+            reuse_samples(samples_from, out, config, all_rounds)
+    parallel.wait()

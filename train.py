@@ -43,6 +43,7 @@ from pathlib import Path
 
 import torch
 
+import parallel
 import runs
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, config_name
@@ -231,20 +232,20 @@ def collect(model, tok, judge, head, examples, name, out, args):
     lengths = [len(tasks.prompt_ids(tok, ex)) for ex in examples]
     batches = [[examples[i] for i in b] for b in batches_by_length(lengths, [N] * len(examples), args.batch_size)]
     path = lambda b: out / "samples" / f"{name}_batch{b:04d}.pt"  # noqa: E731
+    parallel.wait()  # every rank sees the same files saved before
     saved = {b for b in range(len(batches)) if path(b).exists()}
     if saved:  # saved before a restart (resume): read back, not generated (no rate to measure)
         print(f"  {name}: read back {plural(len(saved), 'batch', 'batches')} saved before")
-    to_make = N * sum(len(exs) for b, exs in enumerate(batches) if b not in saved)
-    prog, samples, made = Progress(name, to_make, "samples"), [], 0
-    for b, exs in enumerate(batches):
-        if b not in saved:
-            batch = collect_batch(model, tok, judge, head, exs, N, args.max_new_tokens, args.explore,
-                                  zlib.crc32(f"{args.seed}/{name}/{b}".encode()), args.compile)
-            save_atomic(lambda tmp: torch.save(batch, tmp), path(b))
-            made += len(batch)
-            prog.update(made)
-        samples += load_or_exit(path(b), "samples")
-    return samples
+    to_make = [b for b in range(len(batches)) if b not in saved and parallel.mine(b)]  # torchrun: a share
+    prog, made = Progress(name, N * sum(len(batches[b]) for b in to_make), "samples"), 0
+    for b in to_make:
+        batch = collect_batch(model, tok, judge, head, batches[b], N, args.max_new_tokens, args.explore,
+                              zlib.crc32(f"{args.seed}/{name}/{b}".encode()), args.compile)
+        save_atomic(lambda tmp: torch.save(batch, tmp), path(b))
+        made += len(batch)
+        prog.update(made)
+    parallel.wait()  # every rank's batches are written
+    return [s for b in range(len(batches)) for s in load_or_exit(path(b), "samples")]
 
 
 # -----------------------------------------------------------------------------
@@ -256,6 +257,7 @@ def validation_fixed(model, tok, judge, configs, val_examples, val_n, out, args)
     result}, the responses decoded per second here, None when all were read back)."""
     fixed = methods(None, "fixed", configs)
     path = lambda name: out / "samples" / f"val_{name.replace('/', '_')}.pt"  # noqa: E731  (tau=1_top_p=0.9)
+    parallel.wait()  # every rank sees the same files saved before
     to_decode = [name for name in fixed if not path(name).exists()]
     if len(to_decode) < len(fixed):  # saved before a restart (resume): read back, not generated
         print(f"  validation: read back {plural(len(fixed) - len(to_decode), 'temperature')} saved before")
@@ -264,8 +266,10 @@ def validation_fixed(model, tok, judge, configs, val_examples, val_n, out, args)
     decoded = run_methods(model, tok, {name: fixed[name] for name in to_decode}, val_examples, val_n,
                           args.max_new_tokens, args.batch_size, args.seed, judge, args.compile,
                           phase="validation") if to_decode else {}
-    for name, res in decoded.items():
-        save_atomic(lambda tmp: torch.save(res, tmp), path(name))
+    if parallel.main_rank():  # under torchrun every rank has the results: rank 0 writes them
+        for name, res in decoded.items():
+            save_atomic(lambda tmp: torch.save(res, tmp), path(name))
+    parallel.wait()
     rate = len(decoded) * sum(val_n) / (time.time() - t0) if decoded else None
     return {name: load_or_exit(path(name), "results") for name in fixed}, rate
 
@@ -343,6 +347,7 @@ def train_head(head, opt, all_pairs, ref_head, lm_head, rng, r, args):
     head.eval()
     stop_unless_finite(torch.cat([p.flatten() for p in head.parameters()]),
                        f"the head's weights are no longer finite after round {r}", args)
+    parallel.same_weights(head)  # under torchrun every rank trained alike: rank 0's weights, to be sure
 
 
 def stop_unless_finite(x, what, args):
@@ -399,6 +404,7 @@ def best_round(validation, rounds):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.device = parallel.start(args.device)  # under torchrun: join the other ranks (parallel.py)
     started, configs = time.time(), parse_configs(args.temperatures)
     one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
     runs.exit_on_interrupt()
@@ -444,7 +450,8 @@ def main(argv=None):
         best, said = best_round(validation, args.rounds)
         head = head_of(best)
         print(said)
-    save_atomic(head.save, out / "head.pt")
+    if parallel.main_rank():
+        save_atomic(head.save, out / "head.pt")
     history = [dict(zip(("round", "wins", "mean_tau"), (r, *validation(r)))) for r in range(args.rounds + 1)]
     held_out(model, tok, judge, head, test_ex, eval_n, out, config, started, history, args)
 

@@ -43,17 +43,18 @@ def browser(*args):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here: apt-get install chromium (./run.sh test does)")
-def test_report_page_draws_in_a_browser(tmp_path):
-    from adaptive_head import AdaptiveDecoder
+@pytest.mark.parametrize("configs", [None, [1.0, 0.0, (1.0, 0.9, None), (1.2, None, 0.1)]])
+def test_report_page_draws_in_a_browser(tmp_path, configs):
+    from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
     from evaluate import evaluate
     from checkpoints import load_model
     from tasks import synthetic
     from test_evaluate import CharTokenizer
 
     model = load_model(FIXTURES / "llama_gqa_tied")
-    head = AdaptiveDecoder(model.config.d_model, level="sequence")
-    temps = head.temperatures.tolist()
-    rounds = [{"round": r, "wins": {f"tau={t:g}": (0.4 + 0.05 * r, 0.3, 0.6) for t in temps},
+    head = AdaptiveDecoder(model.config.d_model, configs or DEFAULT_TEMPERATURES, level="sequence")
+    temps = head.names()
+    rounds = [{"round": r, "wins": {name: (0.4 + 0.05 * r, 0.3, 0.6) for name in temps},
                "mean_tau": {"copy": 0.1 * r, "varied": 0.3 * r}} for r in range(3)]
     report = evaluate(model, CharTokenizer(), head, synthetic.prompts("test", n=4), n_samples=2, max_new_tokens=4,
                       out_dir=tmp_path, rounds=rounds)
@@ -77,3 +78,27 @@ def test_report_page_draws_in_a_browser(tmp_path):
         shots[p.stem] = png.read_bytes()
     assert all(s.startswith(b"\x89PNG") for s in shots.values())
     assert len(shots["report"]) > 5 * len(shots["blank"]) and shots["report"] != shots["bare"]
+
+
+def test_reward_figure_places_every_choice_in_order_of_temperature():
+    # one temperature with three configurations, and an unsorted list: every choice gets its own
+    # place, left to right by temperature, none dropped, each labelled by its name
+    from report import reward_figure
+    names = ["tau=1", "tau=0.7", "tau=0", "tau=1/top_p=0.9", "tau=1/min_p=0.1"]
+    report = {"temperatures": [1.0, 0.7, 0.0, 1.0, 1.0], "configs": names, "level": "sequence",
+              "subtasks": {"s": {"mean_reward_ci": {**{n: (0.1 * i, 0.0, 0.5) for i, n in enumerate(names)},
+                                                    "AD": (0.3, 0.2, 0.4)},
+                                 "ad_temperature_counts": [1, 2, 3, 4, 5]}}}
+    svg = reward_figure(report, "s")
+    points = re.findall(r"<g class='fixed'><title>(.*?): mean reward.*?<circle cx='([\d.]+)'", svg)
+    assert sorted(n for n, _ in points) == sorted(names) and len({x for _, x in points}) == len(names)
+    by_x = [n for n, x in sorted(points, key=lambda p: float(p[1]))]
+    assert by_x == ["tau=0", "tau=0.7", "tau=1", "tau=1/min_p=0.1", "tau=1/top_p=0.9"]
+    assert all(f">{n.removeprefix('tau=')}</text>" in svg for n in names)  # the axis labels
+    assert len(re.findall("<g class='choice'>", svg)) == len(names)
+    # a report of temperatures alone (no "configs") is named as before: tau=t
+    del report["configs"]
+    report["temperatures"] = [0.0, 0.5]
+    report["subtasks"]["s"].update(mean_reward_ci={"tau=0": (0, 0, 0), "tau=0.5": (1, 1, 1), "AD": (1, 1, 1)},
+                                   ad_temperature_counts=[0, 2])
+    assert len(re.findall("<g class='fixed'>", reward_figure(report, "s"))) == 2
