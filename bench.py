@@ -15,6 +15,10 @@ number of new tokens (end-of-turn ignored so every run decodes the same amount).
         # a decoding configuration per row (the list cycled over the rows, one batched step) against one
         # fixed configuration for every row (the list's first that truncates) and a plain temperature
 
+    python bench.py --gpu-check
+        # on a machine with an NVIDIA GPU, in minutes and with no download: the device tests, this
+        # bench in bfloat16 on random weights of two real shapes, and a short train.py on cuda
+
 Timings are medians over --repeats runs, the two implementations alternating so that the
 machine's drift hits both alike.
 """
@@ -98,6 +102,8 @@ def parse_args():
     p.add_argument("--adaptive", action="store_true", help="also time token-level adaptive decoding "
                    "(a head choosing among 6 temperatures before every token) against sampling at 0.7")
     p.add_argument("--compile", action="store_true", help="also time the compiled decode step")
+    p.add_argument("--gpu-check", action="store_true", help="the GPU check: tests, bench and a training run on "
+                   "cuda (see above); says so and exits non-zero where there is no GPU")
     p.add_argument("--configs", default=None, help="also time sampling with these decoding configurations, "
                    "one per row, against one fixed configuration (see the examples above)")
     args = p.parse_args()
@@ -208,9 +214,55 @@ def bench_configs(model, prompts, args):
           f"cost {100 * (1 - tps['per-row'] / tps['fixed']):.1f}%", flush=True)
 
 
+def gpu_check(args):
+    """--gpu-check, on a machine with an NVIDIA GPU: (i) the tests of generation, the head and the losses
+    on cuda against the CPU (tests/test_devices.py); (ii) this bench at batch 1 and 32 in bfloat16, eager
+    and compiled (CUDA graphs), on random weights of SmolLM2-135M's and Llama-3-8B's shapes, with the
+    fraction of the memory bandwidth batch 1 reaches; (iii) a short train.py on cuda with the embedded
+    model, ending in report.json. Each part says what it found; the exit status is 0 only if all passed."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    if not torch.cuda.is_available():
+        sys.exit("error: --gpu-check needs an NVIDIA GPU, and torch sees none here (torch.cuda.is_available() "
+                 "is False); run it on a GPU machine")
+    root, t0, failed = Path(__file__).resolve().parent, time.time(), []
+    print(f"GPU: {torch.cuda.get_device_name()}, {torch.cuda.mem_get_info()[1] / 2 ** 30:.0f} GiB, torch "
+          f"{torch.__version__}, CUDA {torch.version.cuda}", flush=True)
+    print("(i) tests on cuda: generation, the head, the losses (tests/test_devices.py)", flush=True)
+    if subprocess.run([sys.executable, "-m", "pytest", "-q", str(root / "tests/test_devices.py")], cwd=root).returncode:
+        failed.append("the device tests")
+    print("(ii) bench: bfloat16, random weights, prompt 32, 64 new tokens, greedy, median of 3", flush=True)
+    args.device, args.compile, args.new_tokens, args.repeats, args.prompt_len = "cuda", True, 64, 3, 32
+    bandwidth = copy_bandwidth("cuda")
+    print(f"memory bandwidth: a 256 MB device-to-device copy moves {bandwidth / 1e9:.0f} GB/s (read + written)")
+    g = torch.Generator().manual_seed(0)
+    for args.shape in SHAPES:
+        model = build_model(args, torch.bfloat16)
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"{args.shape}: {n_params / 1e9:.2f}B parameters", flush=True)
+        for B in (1, 32):
+            prompts = torch.randint(100, model.config.vocab_size, (B, args.prompt_len), generator=g)
+            bench_greedy(model, None, prompts, args, 2 * n_params, bandwidth)
+        del model
+        torch.cuda.empty_cache()
+    print("(iii) train.py on cuda: the embedded model, a tiny synthetic run", flush=True)
+    with tempfile.TemporaryDirectory() as out:
+        r = subprocess.run([sys.executable, str(root / "train.py"), "--device", "cuda", "--task", "synthetic",
+                            "--level", "token", "--rounds", "1", "--prompts_per_round", "16", "--test_prompts", "8",
+                            "--val_prompts", "4", "--n_samples", "4", "--max_new_tokens", "16", "--compare", "all",
+                            "--out_dir", out], cwd=root)
+        if r.returncode or not (Path(out) / "report.json").exists():
+            failed.append("the training run")
+    print(f"GPU check done in {time.time() - t0:.0f} s: " + (f"FAILED: {', '.join(failed)}" if failed else "all passed"))
+    sys.exit(1 if failed else 0)
+
+
 def main():
     args = parse_args()
     one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
+    if args.gpu_check:
+        gpu_check(args)
     dtype = model_dtype(args.dtype, args.device)
     model = build_model(args, dtype)
     if args.prompt_len + args.new_tokens > model.config.max_seq_len:

@@ -85,10 +85,10 @@ def sample_next(logits, temperature, uniform, top_p=None, min_p=None):
     # is not a number and logits / 1e-5 sends exp below its range (very slow on CPUs)
     probs = torch.softmax(logits / torch.where(temperature == 0, 1.0, temperature).clamp(min=1e-5)[:, None], dim=-1)
     if min_p is not None:
-        min_p = torch.as_tensor(min_p, dtype=probs.dtype, device=probs.device).reshape(-1, 1)  # (B|1, 1)
+        min_p = min_p[:, None] if torch.is_tensor(min_p) else min_p                     # (B, 1) or a float
         probs = probs.masked_fill(probs < min_p * probs.amax(dim=-1, keepdim=True), 0.0)
     if top_p is not None:
-        top_p = torch.as_tensor(top_p, dtype=probs.dtype, device=probs.device).reshape(-1, 1)  # (B|1, 1)
+        top_p = top_p[:, None] if torch.is_tensor(top_p) else top_p                     # (B, 1) or a float
         sorted_p, order = probs.sort(dim=-1, descending=True)
         # the mass before this token already reaches p (never at p = 1: rounding must not drop a token)
         drop = (sorted_p.cumsum(dim=-1) - sorted_p >= top_p) & (top_p < 1)

