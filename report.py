@@ -178,7 +178,7 @@ def reward_figure(report, sub):
     lo = min([c[1] for c in cis.values()] + [ad[0]])
     hi = max([c[2] for c in cis.values()] + [ad[0]])
     pad = 0.1 * (hi - lo or 1)
-    step = 44 if all(len(n) <= 8 for n in names) else 70  # room for a configuration's label
+    step = 44 if all(len(n) <= 8 for n in names) else 84  # room for a configuration's label
     W, H, left, right, top, bottom = max(460, 110 + step * len(names)), 260, 56, 100, 14, 200
     x = lambda k: left + 10 + step / 2 + step * order.index(k)  # noqa: E731  (choice k's place)
     y = scale(lo - pad, hi + pad, bottom, top)
@@ -220,7 +220,8 @@ def win_figure(report):
     else:
         methods = next(iter(report["subtasks"].values()))["methods"]
     names = [n for n in methods if n.startswith("tau=")]
-    W, H, left, top = 520, 40 + 26 * len(names), 130, 24
+    left = max(130, 16 + 6 * max((len(f"against {n}") for n in names), default=0))  # room for the longest label
+    W, H, top = left + 390, 40 + 26 * len(names), 24
     x, y = scale(0, 1, left, W - 20), lambda i: top + 26 * i + 13
     body = [f"<line x1='{x(0.5):.1f}' y1='{top}' x2='{x(0.5):.1f}' y2='{H - 20}' stroke='{GREY}' "
             "stroke-dasharray='3 3'/>"]
