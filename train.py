@@ -423,8 +423,7 @@ def main(argv=None):
     runs.check_same_run(out, config)  # the run's directory holds one run (runs.py)
     model, tok, judge = set_up(args, train_ex + val_ex + test_ex)
     runs.open_run(out, config, args.samples_from, all_rounds=args.explore == 1)
-    # responses per prompt: a task whose reward is relative (the synthetic varied kind) is scored on as
-    # many as training drew, the reward the head was trained on; the others on their EVAL_SAMPLES
+    # responses per prompt: a relative reward (synthetic's) as many as training drew, else EVAL_SAMPLES
     eval_n = {name: args.n_samples for name in tasks.mix(args.task) if tasks.get_task(name).RELATIVE}
     val_n, d = samples_per_prompt(val_ex, eval_n), model.config.d_model
     counts = plan(args, configs, val_n, len(val_ex), train_ex, test_ex, eval_n)
@@ -461,14 +460,14 @@ def main(argv=None):
         print(said)
     if parallel.main_rank():
         save_atomic(head.save, out / "head.pt")
-    history = [dict(zip(("round", "wins", "mean_tau"), (r, *validation(r)))) for r in range(args.rounds + 1)]
-    held_out(model, tok, judge, head, test_ex, eval_n, out, config, started, history, args)
+    held_out(model, tok, judge, head, test_ex, eval_n, out, config, started, validation, args)
 
 
-def held_out(model, tok, judge, head, test_ex, eval_n, out, config, started, history, args):
+def held_out(model, tok, judge, head, test_ex, eval_n, out, config, started, validation, args):
     """The head on the held-out prompts, against the methods of args.compare (evaluate.py): report.json and
-    report.html in out, with the run's settings and the learning metric by round (history)."""
+    report.html in out, with the run's settings and the learning metric of every round (validation(r))."""
     print(f"\nevaluation on {plural(len(test_ex), 'held-out prompt')}:")
+    history = [dict(zip(("round", "wins", "mean_tau"), (r, *validation(r)))) for r in range(args.rounds + 1)]
     settings = dict(config, model=str(args.model), device=args.device,
                     dtype=str(model_dtype(args.dtype, args.device)).removeprefix("torch."), rounds=args.rounds,
                     started=started)

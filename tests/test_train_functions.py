@@ -149,3 +149,13 @@ def test_the_last_round_and_the_best_one(tmp_path):
               3: ({"a": (0.5, 0, 1), "b": (0.7, 0, 1)}, {})}
     assert train.best_round(metric.get, 2)[0] == 2
     assert train.best_round(metric.get, 3)[0] == 3
+
+
+def test_the_lecture_files_have_no_function_over_50_lines():
+    # the promise to lecturers: every function of the files a lecture reads fits a screen
+    import ast
+    for name in ("sample.py", "train.py", "lpo.py", "adaptive_head.py"):
+        tree = ast.parse((ROOT / name).read_text())
+        long = [(f.name, f.end_lineno - f.lineno + 1) for f in ast.walk(tree)
+                if isinstance(f, ast.FunctionDef) and f.end_lineno - f.lineno + 1 > 50]
+        assert not long, (name, long)
