@@ -64,6 +64,11 @@ def check_device(device):
         sys.exit(f"error: --device {device}: only cpu and cuda are supported")
 
 
+def typed(argv, *flags):
+    """Which of flags (aliases of one option) the command line argv used, for its error messages."""
+    return next((f for f in flags if any(a == f or a.startswith(f + "=") for a in argv)), flags[0])
+
+
 def parse_configs(text, flag="--configs"):
     """--configs "0,0.8,1.0/top_p=0.9,1.2/min_p=0.1": decoding configurations, each a temperature
     >= 0 with an optional top_p in (0, 1] and min_p in [0, 1], as (temperature, top_p, min_p) tuples

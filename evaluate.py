@@ -35,7 +35,7 @@ import runs
 import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, as_config, config_name
 from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, model_dtype,
-                 one_line_errors, parse_configs, plural)
+                 one_line_errors, parse_configs, plural, typed)
 from report import print_report, print_sweep, report_html
 from sample import Generation, config_rows, generate_batch
 from tasks.stats import bootstrap_ci, win_rate
@@ -426,7 +426,7 @@ def parse_args():
         sys.exit(f"error: --n_samples {args.n_samples}: a prompt's responses are generated in one batch, so "
                  f"at most --batch_size ({args.batch_size})")
     check_device(args.device)
-    args.temperatures = parse_configs(args.temperatures)
+    args.temperatures = parse_configs(args.temperatures, typed(sys.argv[1:], "--configs", "--temperatures"))
     if args.data_dir:
         os.environ["LPO_DATA_DIR"] = args.data_dir
     if not args.name or "/" in args.name:

@@ -49,7 +49,7 @@ import tasks
 from adaptive_head import DEFAULT_TEMPERATURES, config_name
 from checkpoints import load_model
 from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, duration,
-                 model_dtype, one_line_errors, parse_configs, plural)
+                 model_dtype, one_line_errors, parse_configs, plural, typed)
 from evaluate import (batches_by_length, evaluate, exact_ad_seq, methods, pooled_win_rates, run_method, run_methods,
                       samples_per_prompt)
 from lpo import PAIR_RULES, pair_loss, preference_accuracy, preference_pairs, same_temperatures
@@ -70,7 +70,7 @@ def parse_args(argv=None):
                                    "val_prompts": 1, "rounds": 0,
                                    "epochs": 1, "batch_size": 1, "train_batch_size": 1, "beta": 0, "lr": 0},
                    between={"explore": (0, 1), "seed": SEED_RANGE})
-    parse_configs(args.temperatures)
+    parse_configs(args.temperatures, typed(sys.argv[1:] if argv is None else argv, "--configs", "--temperatures"))
     check_device(args.device)
     if args.explore is None:
         args.explore = 1.0 if args.level == "sequence" else 0.5

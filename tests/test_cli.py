@@ -108,7 +108,7 @@ def test_train_refuses_before_writing_anything(tmp_path, extra, words):
 
 
 @pytest.mark.parametrize("extra, words", [(("--configs", "0,1.0/top_k=5"), ["--configs", "top_k"]),
-                                          (("--temperatures", "0,0"), ["--configs", "twice"])])
+                                          (("--temperatures", "0,0"), ["--temperatures", "twice"])])
 def test_train_refuses_bad_configurations_before_loading(tmp_path, extra, words):
     r = run(*cmd(tmp_path / "run", "--model", tmp_path / "not_loaded.gguf", *extra)[1:])
     one_error_line(r, *words)  # the configurations' error, not the missing model's: nothing loaded

@@ -115,8 +115,9 @@ def one_error_line(r, *words):
 
 @pytest.mark.slow  # a process each, ~2 s: 20 s in all (check_settings itself: test_cli.py)
 @pytest.mark.parametrize("setting, value, words", [
-    ("--temperatures", "a,b", ["--temperatures", "numbers >= 0"]),
-    ("--temperatures", "0,-1", ["--temperatures", "numbers >= 0"]),
+    ("--temperatures", "a,b", ["--temperatures 'a,b'", "does not start with a temperature"]),
+    ("--temperatures", "0,-1", ["--temperatures '0,-1'", "not a number >= 0"]),
+    ("--configs", "0,1/top_p=2", ["--configs '0,1/top_p=2'", "top_p outside (0, 1]"]),
     ("--n_samples", "0", ["--n_samples", "at least 2"]),
     ("--n_samples", "1", ["--n_samples", "at least 2", "pair"]),
     ("--max_new_tokens", "0", ["--max_new_tokens", "at least 1"]),
