@@ -31,6 +31,11 @@ def as_config(c):
     return float(t), None if top_p is None else float(top_p), None if min_p is None else float(min_p)
 
 
+def truncates(configs):
+    """Whether any of the configurations truncates (has a top-p or a min-p): temperatures alone do not."""
+    return any(as_config(c)[1:] != (None, None) for c in configs)
+
+
 def config_name(c):
     """A configuration's name wherever it is reported: "tau=0.8", "tau=1/top_p=0.9", "tau=1.2/min_p=0.1"."""
     t, top_p, min_p = as_config(c)
@@ -55,7 +60,7 @@ class AdaptiveDecoder(nn.Module):
         self.register_buffer("temperatures", torch.tensor(temps, dtype=torch.float32))
         # each choice's truncation, looked up per row by sample.choose_config (top-p 1 and min-p 0 keep
         # every token); not in the weights: the checkpoint keeps the configurations
-        self.truncates = any(p is not None or m is not None for _, p, m in self.configs)
+        self.truncates = truncates(self.configs)
         self.register_buffer("top_p", torch.tensor([1.0 if p is None else p for _, p, _ in self.configs]),
                              persistent=False)
         self.register_buffer("min_p", torch.tensor([0.0 if m is None else m for _, _, m in self.configs]),
@@ -139,7 +144,7 @@ class AdaptiveDecoder(nn.Module):
             raise ValueError(f"{path} holds damaged configurations; delete it (train.py makes it again)") from None
         want = None if temperatures is None else [as_config(c) for c in temperatures]
         if want is not None and not same_configs(want, configs):
-            kind = "temperatures" if all(c[1:] == (None, None) for c in configs + want) else "configurations"
+            kind = "configurations" if truncates(configs + want) else "temperatures"
             names = lambda cs: ", ".join(config_name(c).removeprefix("tau=") for c in cs)  # noqa: E731
             raise ValueError(f"head {path} was trained with the {kind} ({names(configs)}), not ({names(want)}); "
                              f"its outputs are a distribution over exactly those {kind}")

@@ -29,6 +29,7 @@ import time
 
 import torch
 
+from adaptive_head import truncates
 from cli import check_device, check_settings, default_device, model_dtype, one_line_errors, parse_configs
 from checkpoints import load_model
 from model import Config, Transformer
@@ -108,7 +109,7 @@ def parse_args():
                    "one per row, against one fixed configuration (see the examples above)")
     args = p.parse_args()
     args.configs = parse_configs(args.configs) if args.configs else None
-    if args.configs and not any(p is not None or m is not None for _, p, m in args.configs):
+    if args.configs and not truncates(args.configs):
         sys.exit("error: --configs: give at least one configuration that truncates (T/top_p=P or T/min_p=M)")
     check_settings(args, at_least={"batch": 1, "prompt_len": 1, "new_tokens": 1, "repeats": 1})
     check_device(args.device)

@@ -33,7 +33,7 @@ import torch
 import parallel
 import runs
 import tasks
-from adaptive_head import DEFAULT_TEMPERATURES, as_config, config_name
+from adaptive_head import DEFAULT_TEMPERATURES, as_config, config_name, truncates
 from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, model_dtype,
                  one_line_errors, parse_configs, plural, typed)
 from report import print_report, print_sweep, report_html
@@ -345,7 +345,7 @@ def sweep(model, tok, examples, configs, n_samples=None, max_new_tokens=64, batc
     subtask_of = [tasks.subtask(ex) for ex in examples]
     configs = [as_config(c) for c in configs]
     out = {"temperatures": [t for t, _, _ in configs], "subtasks": {}}
-    if any(p is not None or m is not None for _, p, m in configs):
+    if truncates(configs):
         out["configs"] = [config_name(c) for c in configs]
     for sub in sorted(set(subtask_of)):
         idx = [i for i, s in enumerate(subtask_of) if s == sub]
@@ -462,7 +462,7 @@ def main():
     n_responses = sum(samples_per_prompt(examples, n_samples))
     # the plan, before minutes of model loading
     if args.sweep:
-        kind = "configuration" if any(c[1:] != (None, None) for c in args.temperatures) else "temperature"
+        kind = "configuration" if truncates(args.temperatures) else "temperature"
         print(f"plan: sweep {args.task}: {plural(len(args.temperatures), 'fixed ' + kind)} x "
               f"{plural(n_responses, 'response')} to {plural(len(examples), 'training prompt')}; writes "
               f"{Path(args.out_dir) / 'sweep.json'}", flush=True)

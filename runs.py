@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 import parallel
+from adaptive_head import AdaptiveDecoder
 from cli import plural
 
 # not settings (they may change when a run resumes): where and how fast it runs, how many rounds, and
@@ -167,7 +168,6 @@ def last_round(out):
 
 def load_head(out, r, d_model, temperatures, level, device):
     """The head saved after round r, checked against the command line."""
-    from adaptive_head import AdaptiveDecoder
     try:
         return AdaptiveDecoder.load(head_path(out, r), d_model=d_model, temperatures=temperatures, level=level,
                                     map_location=device)
@@ -189,7 +189,6 @@ def resume(out, args, d_model, temperatures, n_round):
     A fresh run saves its head's initialisation first, so that a resume reuses it; a run with more
     rounds done than args.rounds is refused (head.pt would become an earlier round's). A resumed run
     says what it finds done (n_round: the prompts of a round)."""
-    from adaptive_head import AdaptiveDecoder
     parallel.wait()  # every rank sees the same files
     start = last_round(out)
     if start is not None and start > args.rounds:

@@ -46,7 +46,7 @@ import torch
 import parallel
 import runs
 import tasks
-from adaptive_head import DEFAULT_TEMPERATURES, config_name
+from adaptive_head import DEFAULT_TEMPERATURES, config_name, truncates
 from checkpoints import load_model
 from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, duration,
                  model_dtype, one_line_errors, parse_configs, plural, typed)
@@ -169,10 +169,6 @@ def round_prompts(train_examples, task, prompts_per_round, rng):
         k = round(prompts_per_round * shares[name] / sum(shares.values()))
         examples += rng.sample(exs, min(k, len(exs)))
     return examples
-
-
-def truncates(configs):
-    return any(p is not None or m is not None for _, p, m in configs)
 
 
 def choices_said(configs):
