@@ -44,6 +44,7 @@ def config_name(c):
 
 
 class AdaptiveDecoder(nn.Module):
+    continuous = False  # a distribution over K choices (continuous_head.py's head predicts a temperature)
 
     def __init__(self, d_model, temperatures=DEFAULT_TEMPERATURES, level="token", hidden=None, base_model=""):
         super().__init__()

@@ -45,22 +45,41 @@ from report import html_page, temperature_html
 
 def choose_config(head, h, selection, explore, uniform):
     """The adaptive decoder's choice: P(tau | h) from the head, then its argmax (selection
-    "greedy") or a draw from it ("sample"). With explore > 0 the draw is from the mixture
-    (1 - explore) P(tau | h) + explore / K, so that training data keeps trying every temperature.
-    h: (B, d); uniform(): (B, 1) random numbers in [0, 1), see draw. Returns the index chosen (B,)
-    and what it means for sampling, sample_next's settings per row: {"temperature": (B,)}, with
-    "top_p" and "min_p" (B,) where the head's choices are configurations that truncate."""
+    "greedy") or a draw from it ("sample"; the paper's Table 5 compares the two). With explore > 0 the
+    draw is from the mixture (1 - explore) P(tau | h) + explore / K, so that training data keeps trying
+    every temperature. h: (B, d); uniform(): (B, 1) random numbers in [0, 1), see draw. Returns the
+    index chosen (B,) and what it means for sampling, sample_next's settings per row: {"temperature":
+    (B,)}, with "top_p" and "min_p" (B,) where the head's choices are configurations that truncate.
+    A continuous head (continuous_head.py, not the paper's) has no choices: its temperature T(h) (B,)
+    is both."""
+    if head.continuous:
+        t = head.temperature(h)                                          # (B,)
+        return t, dict(temperature=t)
     logp = head.log_probs(h)                                             # (B, K)
     if selection == "greedy":
         k = logp.argmax(dim=-1)
     else:
-        k = draw((1 - explore) * logp.exp() + explore / logp.shape[-1], uniform())
+        k = draw(drawn_from(logp, explore), uniform())
     decoding = dict(temperature=head.temperatures[k])
     if any(p is not None for _, p, _ in head.configs):
         decoding["top_p"] = head.top_p[k]
     if any(m is not None for _, _, m in head.configs):
         decoding["min_p"] = head.min_p[k]
     return k, decoding
+
+
+def drawn_from(logp, explore):
+    """The distribution choose_config draws from (B, K): (1 - explore) P(tau | h) + explore / K."""
+    return (1 - explore) * logp.exp() + explore / logp.shape[-1]
+
+
+def behaviour_logp(head, h, k, selection, explore):
+    """log q(k | h) (B,): the probability with which choose_config chose k (the behaviour policy of the
+    samples, which train.py keeps for the importance weights of grpo.py); 0 for an argmax or a
+    continuous head's temperature, which are not drawn."""
+    if selection == "greedy" or head.continuous:
+        return torch.zeros(h.shape[0], device=h.device)
+    return drawn_from(head.log_probs(h), explore).gather(-1, k[:, None])[:, 0].log()
 
 
 def draw(probs, u):
@@ -174,6 +193,9 @@ class Generation:
     prompt_hidden: torch.Tensor | None = None  # (B, d) the final hidden state at the last prompt token:
                                                # what AD_seq chooses its one temperature from
     logprobs: list | None = None  # per row, log p(token) of each new token under the LM at temperature 1
+    temperatures: list | None = None  # per row, the temperature of each step (as choices: the stop token's too)
+    behaviour_logps: list | None = None  # adaptive: per row, log q(choice) of each step (behaviour_logp; at
+                                         # sequence level every step holds the one choice's)
     rows_decoded: int = 0         # rows run through the decode steps, summed over steps (profile_train.py)
 
 
@@ -202,16 +224,18 @@ def generate_batch(model, prompts, max_new_tokens, temperature=1.0, head=None, s
     idx, pad = left_pad(prompts, pad_id, device)
     cache, decode = make_decoder(model, B, L, max_new_tokens, pad, compile)
     logits, h = prefill_or_copy(model, prompts, idx, pad, cache, reuse_prefill)
-    record = Record(B, max_new_tokens, h, keep_hidden, stop_ids, pad_id)
+    record = Record(B, max_new_tokens, h, keep_hidden, stop_ids, pad_id, head is not None and head.continuous)
+    q = None  # log q of the head's choice, kept with the training data (keep_hidden)
     live = torch.arange(B, device=device)  # the rows still decoding (their indices in the batch)
     for step in range(max_new_tokens):
         uniform = lambda: torch.rand(n_random, 1, device=device, generator=gen)[random_row[live]]  # noqa: E731
         if head is not None and (head.level == "token" or step == 0):   # AD_tok: every step; AD_seq: once
             k, decoding = choose_config(head, h, selection, explore, uniform)
+            q = behaviour_logp(head, h, k, selection, explore) if keep_hidden else None
         elif edt is not None:
             decoding["temperature"] = edt_temperature(logits, *edt)
         tok = sample_next(logits, uniform=uniform, **decoding).masked_fill(record.done[live], pad_id)
-        record.add(step, live, tok, logits, h, k if head is not None else None)
+        record.add(step, live, tok, logits, h, k if head is not None else None, decoding["temperature"], q)
         # reading a value back from a GPU waits for it: there, look at the stopped rows every 8 steps
         look = step % (1 if device.type == "cpu" else 8) == 0
         if step + 1 == max_new_tokens or (look and record.done.all()):
@@ -221,6 +245,7 @@ def generate_batch(model, prompts, max_new_tokens, temperature=1.0, head=None, s
             live, tok, pad = live[keep], tok[keep], (pad[keep] if pad is not None else None)
             cache.keep_rows(keep)
             k = k[keep] if head is not None else None
+            q = q[keep] if q is not None else None
             decoding = {key: v[keep] if torch.is_tensor(v) else v for key, v in decoding.items()}
             decode = lambda t: decode_step(model, t, cache, pad)  # noqa: E731  (with the rows' new padding)
         record.rows_decoded += len(live)
@@ -256,24 +281,33 @@ def check_prompts(model, prompts, max_new_tokens):
 
 class Record:
     """What generate_batch keeps of every step, for every row of the batch: the token, the LM's
-    log p of it at temperature 1, the choice of the head, the hidden state (keep_hidden)."""
-    def __init__(self, B, max_new_tokens, h, keep_hidden, stop_ids, pad_id):
+    log p of it at temperature 1, the temperature it was drawn at, the choice of the head (a
+    continuous head's: its temperature) and log q of that choice (behaviour_logp), the hidden state
+    (keep_hidden)."""
+    def __init__(self, B, max_new_tokens, h, keep_hidden, stop_ids, pad_id, continuous=False):
         device = h.device
         self.prompt_hidden, self.stop_ids, self.rows_decoded = h, stop_ids, 0
         self.stop = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
         self.tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
-        self.choices = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
+        self.choices = torch.zeros((B, max_new_tokens), dtype=torch.float32 if continuous else torch.long,
+                                   device=device)
+        self.behaviour = torch.zeros((B, max_new_tokens), device=device)
+        self.temperatures = torch.zeros((B, max_new_tokens), device=device)
         self.logprobs = torch.zeros((B, max_new_tokens), device=device)
         self.hidden = torch.zeros((B, max_new_tokens, h.shape[-1]), dtype=h.dtype, device=device) if keep_hidden else None
         self.done = torch.zeros(B, dtype=torch.bool, device=device)
 
-    def add(self, step, live, tok, logits, h, k):
-        """Step `step` of the rows live (their batch indices): tokens tok, from logits and state h, at choice k."""
+    def add(self, step, live, tok, logits, h, k, temperature, behaviour=None):
+        """Step `step` of the rows live (their batch indices): tokens tok, from logits and state h, drawn
+        at temperature (a float or per row), at choice k with log q behaviour (B,)."""
         self.tokens[live, step] = tok
         z = logits.float()
         self.logprobs[live, step] = z.gather(-1, tok[:, None])[:, 0] - torch.logsumexp(z, -1)
+        self.temperatures[live, step] = temperature
         if k is not None:
             self.choices[live, step] = k
+        if behaviour is not None:
+            self.behaviour[live, step] = behaviour
         if self.hidden is not None:
             self.hidden[live, step] = h
         self.done[live] |= torch.isin(tok, self.stop)
@@ -282,11 +316,14 @@ class Record:
         """The Generation of the steps 0..step."""
         rows = self.tokens[:, :step + 1].tolist()
         tokens, chosen = cut_at_stop(rows, self.choices[:, :step + 1].tolist(), self.stop_ids)
+        per_step = lambda x: [v[:len(c)] for v, c in zip(x[:, :step + 1].tolist(), chosen)]  # noqa: E731
         return Generation(tokens=tokens, choices=chosen if adaptive else None,
                           hidden=self.hidden[:, :step + 1] if self.hidden is not None else None,
                           stops=[row[len(t)] if len(t) < len(row) else None for row, t in zip(rows, tokens)],
                           prompt_hidden=self.prompt_hidden,
                           logprobs=[lp[:len(t)] for lp, t in zip(self.logprobs[:, :step + 1].tolist(), tokens)],
+                          temperatures=per_step(self.temperatures),
+                          behaviour_logps=per_step(self.behaviour) if adaptive else None,
                           rows_decoded=self.rows_decoded)
 
 

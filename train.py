@@ -215,6 +215,8 @@ def collect_batch(model, tok, judge, head, exs, n_samples, max_new_tokens, explo
     hidden = to_cpu(g.hidden.float())  # (rows, steps, d): one transfer from a GPU
     return [{"id": exs[j // N]["id"], "kind": tasks.subtask(exs[j // N]), "response": responses[j],
              "tokens": g.tokens[j], "stop": g.stops[j], "choices": g.choices[j], "reward": rewards[j],
+             # log q of each choice under the distribution it was drawn from (grpo.py's importance weights)
+             "behaviour_logps": g.behaviour_logps[j],
              # the states the choices were made from: the response's tokens, plus its stop token
              "hidden": hidden[j, :len(g.choices[j])].clone()}
             for j in range(len(prompts))]

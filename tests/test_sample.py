@@ -1,4 +1,5 @@
 """sample.py: fixed-temperature and adaptive generation on a tiny real-format checkpoint."""
+import math
 from pathlib import Path
 
 import pytest
@@ -363,3 +364,25 @@ def test_the_lesson_fits_on_a_slide():
     lines = inspect.getsource(sample.generate).splitlines()
     assert len(lines) <= 40
     assert sum('head.level == "token" or step == 0' in line for line in lines) == 1
+
+
+@pytest.mark.parametrize("level", ["sequence", "token"])
+@pytest.mark.parametrize("explore", [0.0, 0.5, 1.0])
+def test_behaviour_logps_are_the_probability_of_each_drawn_choice(model, level, explore):
+    """What grpo.py's importance weights divide by: log q(choice) under (1 - explore) P + explore / K,
+    recomputed here from the recorded hidden states; and each step's temperature as drawn."""
+    head = random_head(model.config.d_model, level)
+    g = generate_batch(model, prompts(5), 8, head=head, selection="sample", explore=explore, seed=3,
+                       keep_hidden=True, stop_ids=[7, 11])
+    plain = generate_batch(model, prompts(5), 8, head=head, selection="sample", explore=explore, seed=3,
+                           stop_ids=[7, 11])
+    assert g.tokens == plain.tokens and g.choices == plain.choices  # recording draws nothing more
+    for j in range(5):
+        ks = torch.tensor(g.choices[j])
+        states = g.hidden[j, :len(ks)] if level == "token" else g.hidden[j, :1].expand(len(ks), -1)
+        p = head.log_probs(states).exp()
+        q = ((1 - explore) * p + explore / 6).gather(-1, ks[:, None])[:, 0].log()
+        torch.testing.assert_close(torch.tensor(g.behaviour_logps[j]), q, atol=1e-5, rtol=0)
+        if explore == 1.0:
+            torch.testing.assert_close(q, torch.full_like(q, -math.log(6)))
+        assert g.temperatures[j] == pytest.approx([float(head.temperatures[k]) for k in ks])
