@@ -126,6 +126,9 @@ class AdaptiveDecoder(nn.Module):
         except Exception as e:  # not its message: PyTorch's advice to load untrusted files unsafely
             raise ValueError(f"could not read adaptive head checkpoint {path} ({type(e).__name__}): the "
                              "file is damaged or not a head; delete it (train.py makes it again)") from None
+        if isinstance(ckpt, dict) and ckpt.get("kind") == "continuous":
+            raise ValueError(f"{path} is a continuous-temperature head (continuous_head.py), not a distribution over "
+                             "K choices; this needs an AdaptiveDecoder (train.py without --head continuous)")
         keys = ("state_dict", "temperatures", "level", "base_model", "d_model", "hidden")
         if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
             raise ValueError(f"{path} is not an adaptive head checkpoint (expected keys {keys})")

@@ -151,7 +151,8 @@ def rows_of(g, start, end):
     """Rows start..end-1 of a Generation (the rows of one method in a call that ran several)."""
     cut = lambda x: x[start:end] if x is not None else None  # noqa: E731
     return Generation(tokens=cut(g.tokens), choices=cut(g.choices), hidden=cut(g.hidden), stops=cut(g.stops),
-                      prompt_hidden=cut(g.prompt_hidden), logprobs=cut(g.logprobs))
+                      prompt_hidden=cut(g.prompt_hidden), logprobs=cut(g.logprobs), temperatures=cut(g.temperatures),
+                      behaviour_logps=cut(g.behaviour_logps))
 
 
 def score_responses(tok, exs, ns, gens, judge, kws):
@@ -167,7 +168,7 @@ def score_responses(tok, exs, ns, gens, judge, kws):
     rewards = tasks.rewards(exs * len(gens), [r for rs in responses for r in rs], judge, counts=ns * len(gens))
     out = []
     for m, (g, kw) in enumerate(zip(gens, kws)):
-        temps = kw["head"].temperatures.tolist() if kw.get("head") is not None else None  # of each choice
+        head = kw.get("head")
         rs, first, per_example = rewards[m * len(prompts):(m + 1) * len(prompts)], 0, []
         for ex, n in zip(exs, ns):  # example i: rows first ... first + n - 1
             rows = range(first, first + n)
@@ -177,11 +178,22 @@ def score_responses(tok, exs, ns, gens, judge, kws):
                 task.group_metrics(ex, [responses[m][j] for j in rows], [rs[j] for j in rows], judge),
                 g.prompt_hidden[first].float().cpu(),
                 [{"id": ex["id"], "response": responses[m][j], "tokens": g.tokens[j], "reward": rs[j],
-                  "choices": g.choices[j] if g.choices else None,
-                  "temperatures": [temps[k] for k in g.choices[j]] if g.choices else None} for j in rows]))
+                  **choices_of(head, g, j)} for j in rows]))
             first += n
         out.append(per_example)
     return out
+
+
+def choices_of(head, g, j):
+    """Row j's choices and temperatures, as samples keep them: a head's choices (the index of each step's
+    choice; a continuous head's temperatures counted at the nearest of its grid) and the temperature of
+    each step; without a head, no choices and the temperatures it drew at (a fixed one, EDT's)."""
+    if head is None:
+        return {"choices": None, "temperatures": g.temperatures[j] if g.temperatures is not None else None}
+    if head.continuous:
+        return {"choices": head.nearest(g.choices[j]), "temperatures": g.choices[j]}
+    temps = head.temperatures.tolist()
+    return {"choices": g.choices[j], "temperatures": [temps[k] for k in g.choices[j]]}
 
 
 def run_method(model, tok, kw, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge, compile,
@@ -202,6 +214,8 @@ def exact_ad_seq(head, results):
     AD_seq: it is a per-prompt choice among fixed temperatures, no more). results: {"tau=t": a
     run_method result} for every t of the head's set (every configuration: config_name). Returns a
     run_method-like result for AD."""
+    if head.continuous:
+        raise ValueError("a continuous head has no fixed-temperature twin: evaluate it by generating (exact=False)")
     temps = head.temperatures.tolist()
     fixed = [results[name] for name in head.names()]
     ks = head.log_probs(fixed[0]["states"]).argmax(-1).tolist()  # the temperature of each prompt
@@ -233,7 +247,7 @@ def evaluate(model, tok, head, examples, n_samples=None, max_new_tokens=64, batc
     n_per_prompt = samples_per_prompt(examples, n_samples)
     to_run = methods(head, compare)
     # AD_seq needs no generation of its own once the fixed temperatures are run (exact_ad_seq)
-    exact = exact and head.level == "sequence" and compare != "none"
+    exact = exact and head.level == "sequence" and not head.continuous and compare != "none"
     if exact:
         to_run.pop("AD")
     results = run_methods(model, tok, to_run, examples, n_per_prompt, max_new_tokens, batch_size, seed, judge,
@@ -262,6 +276,8 @@ def summarise(results, examples, n_per_prompt, head, tok, settings=None):
     report = {"level": head.level, "temperatures": head.temperatures.tolist(), "subtasks": {}}
     if head.truncates:  # the choices are configurations: their names (report.py labels them so)
         report["configs"] = head.names()
+    if head.continuous:  # its temperatures are counted at the nearest of the grid
+        report["continuous"] = [head.t_min, head.t_max]
     for sub in sorted({tasks.subtask(ex) for ex in examples}):
         idx = [i for i, ex in enumerate(examples) if tasks.subtask(ex) == sub]
         report["subtasks"][sub] = subtask_report(results, examples, idx, n_per_prompt[idx[0]], head, tok)
@@ -295,16 +311,19 @@ def subtask_report(results, examples, idx, n_samples, head, tok):
                 rows[name][key + " AD win rate"] = win_rate(ad_m, [sign * x for x in m])
     ids = {examples[i]["id"] for i in idx}
     ad_samples = [s for s in results["AD"]["samples"] if s["id"] in ids]
-    counts = [0] * len(temps)  # AD's temperature choices
+    counts, chosen = [0] * len(temps), []  # AD's temperature choices (a continuous head's: the nearest)
     for s in ad_samples:
-        for k in (s["choices"] if head.level == "token" else s["choices"][:1]):
+        steps = slice(None) if head.level == "token" else slice(0, 1)
+        for k in s["choices"][steps]:
             counts[k] += 1
+        chosen += s["temperatures"][steps]
     # every method's mean reward with a 95% bootstrap interval over prompts, for report.html's picture
     intervals = {name: bootstrap_ci([res["reward"][i] for i in idx]) for name, res in results.items()}
     out = {"prompts": len(idx), "samples": n_samples, "reward": task.REWARD, "methods": rows,
            "mean_reward_ci": intervals,
            "ad_temperature_counts": counts,
-           "ad_mean_temperature": sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1)}
+           "ad_mean_temperature": (sum(chosen) / max(len(chosen), 1) if head.continuous else
+                                   sum(c * t for c, t in zip(counts, temps)) / max(sum(counts), 1))}
     if task.LABEL:  # e.g. arithmetic: a stand-in for GSM8K, said wherever it is reported
         out["label"] = task.LABEL
     analysis = task.temperature_metrics([examples[i] for i in idx], ad_samples, tok, head.level)
@@ -446,8 +465,8 @@ def main():
     args = parse_args()
     args.device = parallel.start(args.device)  # under torchrun: join the other ranks (parallel.py)
     one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
-    from adaptive_head import AdaptiveDecoder
     from checkpoints import load_model
+    from continuous_head import load_head
     from tasks import judge
     from tokenizer import Tokenizer
     split, n = ("train", args.train_prompts) if args.sweep else ("test", args.test_prompts)
@@ -467,7 +486,7 @@ def main():
               f"{plural(n_responses, 'response')} to {plural(len(examples), 'training prompt')}; writes "
               f"{Path(args.out_dir) / 'sweep.json'}", flush=True)
     else:
-        head = AdaptiveDecoder.load(args.head)  # what it is (its level, its temperatures); checked below
+        head = load_head(args.head)  # what it is (its level, its temperatures); checked below
         source = f", settings from {args.config}" if args.run else ""
         print(f"plan: evaluate {args.head} ({head.level} level{source}) on {args.task}: "
               f"{plural(len(methods(head, args.compare)), 'method')} x {plural(n_responses, 'response')} to "
@@ -475,8 +494,7 @@ def main():
               ".html", flush=True)
     model = load_model(args.model, device=args.device, dtype=model_dtype(args.dtype, args.device))
     tok = Tokenizer.from_pretrained(args.model)
-    head = None if args.sweep else AdaptiveDecoder.load(args.head, d_model=model.config.d_model,
-                                                        map_location=args.device)
+    head = None if args.sweep else load_head(args.head, d_model=model.config.d_model, map_location=args.device)
     longest = max(len(tasks.prompt_ids(tok, ex)) for ex in examples)
     if longest + args.max_new_tokens > model.config.max_seq_len:
         sys.exit(f"error: the longest prompt ({longest} tokens) plus --max_new_tokens {args.max_new_tokens} is "

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 PAIR_RULES = ("best_worst", "all")
+PAIR_LOSSES = ("lpo", "lpo_marginal", "nll")  # pair_loss's names (losses.py: train.py's registry)
 
 
 def same_temperatures(a, b, level="sequence"):
@@ -246,6 +247,8 @@ def pair_loss(head, pairs, loss="lpo", level="sequence", beta=1.0, ref_head=None
     """The loss of a batch of pairs [(chosen, rejected)] (samples as stack_side reads them):
     "lpo" loss (a), Eq. 10; "nll" baseline (d); "lpo_marginal" loss (c), Section 3.3, which also
     needs ref_head (P_ref) and the LM's lm_head."""
+    if head.continuous:
+        raise ValueError("the LPO losses train a discrete head (adaptive_head.py), not a continuous one (--loss ce)")
     chosen, rejected = stack_side(pairs, 0, device), stack_side(pairs, 1, device)
     if loss == "lpo":                                                    # loss (a), Eq. 10
         logp_c, logp_r = temperature_logp(head, chosen, level), temperature_logp(head, rejected, level)
@@ -253,7 +256,7 @@ def pair_loss(head, pairs, loss="lpo", level="sequence", beta=1.0, ref_head=None
     if loss == "nll":                                                    # baseline (d)
         return nll_loss(temperature_logp(head, chosen, level))
     if loss != "lpo_marginal":
-        raise ValueError(f"unknown loss {loss!r}; valid: lpo, lpo_marginal, nll")
+        raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(PAIR_LOSSES)}")
     policy_c, ref_c, mask_c = mixture_logps(head, ref_head, chosen, lm_head, level)   # loss (c)
     policy_r, ref_r, mask_r = mixture_logps(head, ref_head, rejected, lm_head, level)
     return lpo_marginal_loss(policy_c, policy_r, ref_c, ref_r, mask_c, mask_r, beta)

@@ -33,6 +33,8 @@ def heading(report, sub):
     hist = ", ".join(f"{name.removeprefix('tau=')}: {c}" for name, c in zip(choice_names(report),
                                                                          r["ad_temperature_counts"]))
     label = f": {r['label']}" if r.get("label") else ""
+    if report.get("continuous"):  # a continuous head's temperatures, counted at the nearest of the grid
+        hist = f"nearest {hist}"
     return (f"{sub}{label} ({r['prompts']} prompt{'s' * (r['prompts'] != 1)} x {r['samples']} "
             f"response{'s' * (r['samples'] != 1)}; mean reward and win rates on "
             f"{r['reward']}; AD_{report['level'][:3]} mean temperature {r['ad_mean_temperature']:.2f}; "
@@ -103,15 +105,15 @@ def print_sweep(sweep):
 # -----------------------------------------------------------------------------
 # HTML
 
-def temperature_html(tokenizer, tokens, choices, temperatures, title=""):
-    """An HTML section: each token shaded by the temperature chosen for it (the paper's Fig. 6),
-    white for 0 (greedy), deeper red for hotter. html_page() makes a file of sections."""
-    tmax = max(float(temperatures.max()), 1e-6)
+def temperature_html(tokenizer, tokens, token_temperatures, temperatures, title=""):
+    """An HTML section: each token shaded by the temperature chosen for it (token_temperatures, one a
+    token; the paper's Fig. 6), white for 0 (greedy), deeper red for hotter; the legend shows the head's
+    temperatures (a tensor). html_page() makes a file of sections."""
+    tmax = max(float(temperatures.max()), max(token_temperatures, default=0), 1e-6)
     spans = []
-    for tok, k in zip(tokens, choices):
-        t = float(temperatures[k])
+    for tok, t in zip(tokens, token_temperatures):
         text = html.escape(tokenizer.decode([tok])).replace("\n", "&#8629;<br>")
-        spans.append(f'<span title="temperature {t:g}" '
+        spans.append(f'<span title="temperature {t:.3g}" '
                      f'style="background:rgba(220,40,30,{t / tmax:.2f})">{text}</span>')
     legend = " ".join(f'<span style="background:rgba(220,40,30,{float(t) / tmax:.2f})">'
                       f'&nbsp;{float(t):g}&nbsp;</span>'
@@ -244,6 +246,37 @@ def win_figure(report):
     return svg(W, H, "".join(body), "win rates against each fixed temperature")
 
 
+def comparison_figure(summary):
+    """compare.py: every method's win rate against the best fixed temperature with its 95% interval, one
+    row a method (the fitted heads red, the fixed choices and baselines blue, the oracle green)."""
+    names = list(summary["methods"])
+    left = max(130, 16 + 7 * max(len(n) for n in names))
+    W, H, top = left + 390, 44 + 26 * len(names), 24
+    x, y = scale(0, 1, left, W - 20), lambda i: top + 26 * i + 13
+    body = [f"<line x1='{x(0.5):.1f}' y1='{top}' x2='{x(0.5):.1f}' y2='{H - 20}' stroke='{GREY}' stroke-dasharray='3 3'/>"]
+    body += [f"<text x='{x(v):.1f}' y='{H - 6}' text-anchor='middle'>{v:.0%}</text>" for v in (0, 0.25, 0.5, 0.75, 1)]
+    body.append(f"<text x='{left}' y='12'>win rate against {html.escape(str(summary['best_fixed']))} (95% interval)</text>")
+    for i, name in enumerate(names):
+        m = summary["methods"][name]
+        rate, lo, hi = m["win_rate_vs_best"]
+        color = GREEN if name == "oracle" else RED if m["train_seconds"] is not None else BLUE
+        body.append(f"<text x='{left - 6}' y='{y(i) + 4}' text-anchor='end'>{html.escape(name)}</text>"
+                    f"<g class='method'><title>{html.escape(name)}: {rate:.1%} [{lo:.1%}, {hi:.1%}]</title>"
+                    f"<line x1='{x(lo):.1f}' y1='{y(i)}' x2='{x(hi):.1f}' y2='{y(i)}' stroke='{color}'/>"
+                    f"<circle cx='{x(rate):.1f}' cy='{y(i)}' r='4' fill='{color}'/></g>")
+    return svg(W, H, "".join(body), "each method's win rate against the best fixed temperature")
+
+
+def comparison_html(summary, rows):
+    """compare.py's page: the figure, then the table (rows: compare.table's)."""
+    runs = f" over {summary['runs']} runs" if summary.get("runs") else ""
+    return html_page(["<h1>LPO against its rivals, on the same samples</h1>",
+                      f"<p>{summary['prompts']} held-out prompts{runs}, {summary['level']} level; per prompt a win 1, "
+                      "a tie 0.5. Red: heads fitted on the run's samples; blue: fixed temperatures and baselines; "
+                      "green: the oracle (each subtask's best fixed temperature, chosen on these prompts).</p>",
+                      comparison_figure(summary), html_table(rows)], "LPO against its rivals")
+
+
 def rounds_figure(rounds):
     """(c) Per round of training (0: the untrained head), on the validation split: AD's lowest win rate
     against a fixed temperature (the learning metric that picks head.pt) and each subtask's mean
@@ -341,10 +374,10 @@ def report_html(report, tok, head, examples, ad_samples):
     prompts = {ex["id"]: ex["prompt"] for ex in examples}
     temps = head.temperatures.cpu()
     for s in ad_samples[:: max(1, len(ad_samples) // 6)][:6]:
-        chosen = [float(temps[k]) for k in s["choices"][:max(1, len(s["tokens"]))]]
-        said = (f"temperature chosen: {chosen[0]:g}" if report["level"] == "sequence" else
-                f"temperatures chosen: mean {sum(chosen) / len(chosen):.2f}, from {min(chosen):g} to {max(chosen):g}")
-        parts.append(temperature_html(tok, s["tokens"], s["choices"], temps, f"{level}'s response to: "
+        chosen = s["temperatures"][:max(1, len(s["tokens"]))]
+        said = (f"temperature chosen: {chosen[0]:.3g}" if report["level"] == "sequence" else
+                f"temperatures chosen: mean {sum(chosen) / len(chosen):.2f}, from {min(chosen):.3g} to {max(chosen):.3g}")
+        parts.append(temperature_html(tok, s["tokens"], s["temperatures"], temps, f"{level}'s response to: "
                                       f"{prompts[s['id']]}")
                      + f"<p>{said}; reward {s['reward']:.3f}</p><hr>")
     return html_page(parts, "AD evaluation")

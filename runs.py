@@ -20,12 +20,14 @@ import torch
 import parallel
 from adaptive_head import AdaptiveDecoder
 from cli import plural
+from continuous_head import ContinuousDecoder
+from continuous_head import load_head as load_any_head
 
 # not settings (they may change when a run resumes): where and how fast it runs, how many rounds, and
 # out_dir itself, so that a run is the same under any spelling of its path
 NOT_SETTINGS = ("rounds", "device", "dtype", "compare", "data_dir", "out_dir", "compile", "samples_from")
 # settings of the fit alone: samples collected before the head was trained do not depend on them
-FIT_SETTINGS = ("loss", "beta", "lr", "epochs", "train_batch_size", "pairs")
+FIT_SETTINGS = ("loss", "beta", "lr", "epochs", "train_batch_size", "pairs", "head", "clip")
 
 
 def settings(args):
@@ -45,12 +47,19 @@ def read_settings(path):
     return config
 
 
-def check_same_run(out, config):
+def differences(old, config, defaults, ignore=()):
+    """The settings of config that old (a run's config.json) does not share, {key: (old's, config's)}; a
+    key missing from old, saved before that setting existed, counts as its default (defaults)."""
+    return {k: (old.get(k, defaults.get(k)), v) for k, v in config.items()
+            if k not in ignore and old.get(k, defaults.get(k)) != v}
+
+
+def check_same_run(out, config, defaults):
     """A directory holds one run: the same settings resume it, other settings are refused, and a
     directory with a run's files but no settings is not adopted (whose samples are they?)."""
     if (out / "config.json").exists() or (out / "config.json").is_symlink():
         old = read_settings(out / "config.json")
-        changed = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+        changed = differences(old, config, defaults)
         if changed:
             sys.exit(f"error: {out} holds a run with other settings {changed}; use another --out_dir "
                      "or the same settings to resume it")
@@ -86,7 +95,7 @@ def save_settings(out, config):
     save_atomic(lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)), out / "config.json")
 
 
-def reuse_samples(source, out, config, all_rounds):
+def reuse_samples(source, out, config, all_rounds, defaults):
     """--samples_from: copy another run's samples that do not depend on how the head is fitted (the
     validation split and round 1, drawn by the untrained head; all rounds when every draw ignores the
     head, all_rounds), after checking that it was collected with the same settings but FIT_SETTINGS."""
@@ -94,7 +103,7 @@ def reuse_samples(source, out, config, all_rounds):
     if not (source / "config.json").is_file():
         sys.exit(f"error: --samples_from {source}: no run there (no config.json)")
     theirs = read_settings(source / "config.json")
-    differ = {k: (theirs.get(k), v) for k, v in config.items() if k not in FIT_SETTINGS and theirs.get(k) != v}
+    differ = differences(theirs, config, defaults, ignore=FIT_SETTINGS)
     if differ:
         sys.exit(f"error: --samples_from {source} was collected with other settings {differ}")
     for pattern in ("val_*.pt", "round*_*.pt" if all_rounds else "round1_*.pt"):
@@ -167,19 +176,21 @@ def last_round(out):
 
 
 def load_head(out, r, d_model, temperatures, level, device):
-    """The head saved after round r, checked against the command line."""
+    """The head saved after round r (either kind: continuous_head.load_head), checked against the command line."""
     try:
-        return AdaptiveDecoder.load(head_path(out, r), d_model=d_model, temperatures=temperatures, level=level,
-                                    map_location=device)
+        return load_any_head(head_path(out, r), d_model=d_model, temperatures=temperatures, level=level,
+                             map_location=device)
     except ValueError as e:
         sys.exit(f"error: {e}")
 
 
-def save_round(out, r, head, opt):
-    """Round r's optimizer state, then its head (the head last: a round with a head is a round done);
-    under torchrun rank 0 writes, the others wait for it."""
+def save_round(out, r, head, opt, seconds=None):
+    """Round r's optimizer state and the seconds its fit took (fit_round<r>.json), then its head (the head
+    last: a round with a head is a round done); under torchrun rank 0 writes, the others wait for it."""
     if parallel.main_rank():
         save_atomic(lambda tmp: torch.save(opt.state_dict(), tmp), out / f"opt_round{r}.pt")
+        if seconds is not None:
+            save_atomic(lambda tmp: Path(tmp).write_text(json.dumps({"seconds": seconds})), out / f"fit_round{r}.json")
         save_atomic(head.save, head_path(out, r))
     parallel.wait()
 
@@ -197,8 +208,8 @@ def resume(out, args, d_model, temperatures, n_round):
     if parallel.main_rank():
         save_settings(out, settings(args))
         if start is None:
-            save_atomic(AdaptiveDecoder(d_model, temperatures, args.level, base_model=str(args.model)).save,
-                        head_path(out, 0))
+            kind = ContinuousDecoder if args.head == "continuous" else AdaptiveDecoder
+            save_atomic(kind(d_model, temperatures, args.level, base_model=str(args.model)).save, head_path(out, 0))
     parallel.wait()
     start = start or 0
     head = load_head(out, start, d_model, temperatures, args.level, args.device)
@@ -245,13 +256,13 @@ def validation_of(out, r, compute):
         sys.exit(f"error: {path} is damaged; delete it and run the same command again: it is computed again")
 
 
-def open_run(out, config, samples_from, all_rounds):
+def open_run(out, config, samples_from, all_rounds, defaults):
     """This process's run from here on: out_dir locked (no other process may write it), its settings
     checked again now that none can, its samples folder, and --samples_from's samples copied in."""
     if parallel.main_rank():  # under torchrun: rank 0's, the others wait
         lock(out)
-        check_same_run(out, config)
+        check_same_run(out, config, defaults)
         (out / "samples").mkdir(exist_ok=True)
         if samples_from:  # samples that do not depend on how the head is fitted: reused, not generated again
-            reuse_samples(samples_from, out, config, all_rounds)
+            reuse_samples(samples_from, out, config, all_rounds, defaults)
     parallel.wait()

@@ -225,8 +225,7 @@ def generate_batch(model, prompts, max_new_tokens, temperature=1.0, head=None, s
     cache, decode = make_decoder(model, B, L, max_new_tokens, pad, compile)
     logits, h = prefill_or_copy(model, prompts, idx, pad, cache, reuse_prefill)
     record = Record(B, max_new_tokens, h, keep_hidden, stop_ids, pad_id, head is not None and head.continuous)
-    q = None  # log q of the head's choice, kept with the training data (keep_hidden)
-    live = torch.arange(B, device=device)  # the rows still decoding (their indices in the batch)
+    live, q = torch.arange(B, device=device), None  # the rows still decoding (their indices in the batch); log q
     for step in range(max_new_tokens):
         uniform = lambda: torch.rand(n_random, 1, device=device, generator=gen)[random_row[live]]  # noqa: E731
         if head is not None and (head.level == "token" or step == 0):   # AD_tok: every step; AD_seq: once
@@ -244,8 +243,7 @@ def generate_batch(model, prompts, max_new_tokens, temperature=1.0, head=None, s
             keep = ~record.done[live]  # a quarter of the rows have stopped: drop them
             live, tok, pad = live[keep], tok[keep], (pad[keep] if pad is not None else None)
             cache.keep_rows(keep)
-            k = k[keep] if head is not None else None
-            q = q[keep] if q is not None else None
+            k, q = (k[keep] if head is not None else None), (q[keep] if q is not None else None)
             decoding = {key: v[keep] if torch.is_tensor(v) else v for key, v in decoding.items()}
             decode = lambda t: decode_step(model, t, cache, pad)  # noqa: E731  (with the rows' new padding)
         record.rows_decoded += len(live)
@@ -431,7 +429,8 @@ def parse_args():
     p.add_argument("--configs", default=None, help="instead of --temperature/--top_p/--min_p: one response "
                    "to each prompt with each decoding configuration, all in one batch, e.g. "
                    "0.7,1.0/top_p=0.9,1.2/min_p=0.1 (items T, T/top_p=P, T/min_p=M, T/top_p=P/min_p=M)")
-    p.add_argument("--adaptive", default=None, help="a trained AdaptiveDecoder checkpoint (head.pt)")
+    p.add_argument("--adaptive", default=None, help="a trained head (head.pt): the paper's AdaptiveDecoder or a "
+                   "continuous one (continuous_head.py)")
     p.add_argument("--level", default=None, choices=["token", "sequence"], help="must match the head's level")
     p.add_argument("--selection", default="greedy", choices=["greedy", "sample"])
     p.add_argument("--html", default=None, help="write the response shaded by temperature to this file")
@@ -472,8 +471,9 @@ def main():
     args = parse_args()
     one_line_errors()  # a user's mistake (a missing file, a bad weight file...) is one line, not a traceback
     texts, raw = task_prompts(args.prompt, args.task, args.raw)  # a bad --task: before the model loads
-    from adaptive_head import AdaptiveDecoder, config_name
+    from adaptive_head import config_name
     from checkpoints import load_model
+    from continuous_head import load_head
     from tokenizer import Tokenizer
     t0 = time.time()
     tok = Tokenizer.from_pretrained(args.model)
@@ -483,7 +483,7 @@ def main():
     model = load_model(args.model, device=args.device, dtype=model_dtype(args.dtype, args.device))
     head = None
     if args.adaptive:
-        head = AdaptiveDecoder.load(args.adaptive, d_model=model.config.d_model, map_location=args.device)
+        head = load_head(args.adaptive, d_model=model.config.d_model, map_location=args.device)
         if args.level and args.level != head.level:
             sys.exit(f"error: {args.adaptive} is a {head.level}-level head, not {args.level}-level")
     print(f"loaded {args.model} in {time.time() - t0:.1f}s", file=sys.stderr)
@@ -506,9 +506,9 @@ def main():
             print(f"--- {title}")
         print(tok.decode(ids))
         if head is not None:
-            ts = [float(head.temperatures[k]) for k in g.choices[i][:len(ids)]]
-            print(f"(mean temperature {sum(ts) / max(len(ts), 1):.2f})", file=sys.stderr)
-            pages.append(temperature_html(tok, ids, g.choices[i], head.temperatures.cpu(), title))
+            ts = g.temperatures[i][:max(len(ids), 1)]  # each token's (AD_seq: the one choice's)
+            print(f"(mean temperature {sum(ts) / len(ts):.2f})", file=sys.stderr)
+            pages.append(temperature_html(tok, ids, ts, head.temperatures.cpu(), title))
     if args.html:
         with open(args.html, "w") as f:
             f.write(html_page(pages))

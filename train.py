@@ -46,31 +46,50 @@ import torch
 import parallel
 import runs
 import tasks
-from adaptive_head import DEFAULT_TEMPERATURES, config_name, truncates
+from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder, config_name, truncates
 from checkpoints import load_model
 from cli import (SEED_RANGE, Progress, check_device, check_settings, check_writable, default_device, duration,
                  model_dtype, one_line_errors, parse_configs, plural, typed)
 from evaluate import (batches_by_length, evaluate, exact_ad_seq, methods, pooled_win_rates, run_method, run_methods,
                       samples_per_prompt)
-from lpo import PAIR_RULES, pair_loss, preference_accuracy, preference_pairs, same_temperatures
+from losses import LOSSES
+from lpo import PAIR_RULES, preference_accuracy, preference_pairs, same_temperatures
 from runs import load_or_exit, save_atomic
 from sample import generate_batch
 from tasks import judge as judges
 from tokenizer import Tokenizer
 
 
-def parse_args(argv=None):
+def parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     method_arguments(p)
     machine_arguments(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def defaults():
+    """Every setting's default, what a key missing from an older run's config.json stands for."""
+    args = parser().parse_args([])
+    args.loss = "lpo"
+    return runs.settings(args)
+
+
+def parse_args(argv=None):
+    args = parser().parse_args(argv)
     # every setting in its range before anything is loaded or written
     check_settings(args, at_least={"n_samples": (2, ": a pair needs two responses to a prompt"),
                                    "max_new_tokens": 1, "prompts_per_round": 1, "test_prompts": 1,
                                    "val_prompts": 1, "rounds": 0,
                                    "epochs": 1, "batch_size": 1, "train_batch_size": 1, "beta": 0, "lr": 0},
-                   between={"explore": (0, 1), "seed": SEED_RANGE})
-    parse_configs(args.temperatures, typed(sys.argv[1:] if argv is None else argv, "--configs", "--temperatures"))
+                   between={"explore": (0, 1), "seed": SEED_RANGE, "clip": (0, 0.99)})
+    configs = parse_configs(args.temperatures, typed(sys.argv[1:] if argv is None else argv, "--configs",
+                                                     "--temperatures"))
+    args.loss = args.loss or ("ce" if args.head == "continuous" else "lpo")
+    if LOSSES[args.loss].head != args.head:
+        sys.exit(f"error: --loss {args.loss} trains a {LOSSES[args.loss].head} head, not --head {args.head}; "
+                 f"the continuous head is trained by ce, the discrete one by {', '.join(n for n, f in LOSSES.items() if f.head == 'discrete')}")
+    if args.head == "continuous" and truncates(configs):
+        sys.exit("error: --head continuous predicts a temperature alone; give --temperatures, not configurations")
     check_device(args.device)
     if args.explore is None:
         args.explore = 1.0 if args.level == "sequence" else 0.5
@@ -87,7 +106,14 @@ def method_arguments(p):
     p.add_argument("--task", default="ultramathstories_arithmetic",
                    help=f"one of {', '.join(tasks.TASKS)} or a mix: {', '.join(tasks.MIXES)}")
     p.add_argument("--level", default="sequence", choices=["sequence", "token"])
-    p.add_argument("--loss", default="lpo", choices=["lpo", "lpo_marginal", "nll"])
+    p.add_argument("--loss", default=None, choices=list(LOSSES), help="how the head is fitted (losses.py): the "
+                   "paper's lpo (a, the default), lpo_marginal (c), nll (d); grpo, policy gradient (grpo.py); ce, "
+                   "the continuous head's cross-entropy (the default with --head continuous)")
+    p.add_argument("--head", default="discrete", choices=["discrete", "continuous"], help="the paper's head, a "
+                   "distribution over the --temperatures (discrete), or one predicting the temperature itself "
+                   "(continuous_head.py; its samples are drawn uniformly over the --temperatures)")
+    p.add_argument("--clip", type=float, default=0.2, help="--loss grpo: PPO's clip of the importance weights "
+                   "pi / q to [1 - clip, 1 + clip] (0: no clip)")
     p.add_argument("--configs", "--temperatures", dest="temperatures", default=",".join(map(str, DEFAULT_TEMPERATURES)),
                    help="the head's K choices: temperatures (the paper's), or decoding configurations, items "
                    "T/top_p=P, T/min_p=M or T/top_p=P/min_p=M (e.g. 0,0.4,0.8,1.0,1.0/top_p=0.9,1.2/min_p=0.1)")
@@ -284,9 +310,9 @@ def validation_fixed(model, tok, judge, configs, val_examples, val_n, out, args)
 def learning_metric(head, fixed, model, tok, judge, val_examples, val_n, args):
     """What a head does on the validation split: AD's pooled win rate against every fixed temperature
     ({name: (rate, lo, hi)}) and its mean temperature per subtask. AD_seq: no generation
-    (exact_ad_seq); AD_tok: its responses to the validation prompts, generated."""
+    (exact_ad_seq); AD_tok and a continuous head: its responses to the validation prompts, generated."""
     head.eval()
-    if head.level == "sequence":
+    if head.level == "sequence" and not head.continuous:
         ad = exact_ad_seq(head, fixed)
     else:
         ad = run_method(model, tok, dict(head=head, selection="greedy"), val_examples, val_n,
@@ -311,14 +337,17 @@ def metric_line(wins, mean_tau):
 # -----------------------------------------------------------------------------
 # a round's pairs and training
 
-def round_line(r, samples, pairs, n_all, pair_rule, level):
+def round_line(r, samples, pairs, n_all, pair_rule, level, item="pair"):
     """What round r collected: its mean reward per subtask, its pairs (and how many of the paper's
-    best/worst pairs have the same temperature on both sides, which no loss can learn from)."""
+    best/worst pairs have the same temperature on both sides, which no loss can learn from); or,
+    for a loss that trains on other items (losses.py: responses, targets), how many."""
     by_kind = {}  # the mean reward of each subtask: their rewards are on different scales
     for s in samples:
         by_kind.setdefault(s["kind"], []).append(s["reward"])
     means = ", ".join(f"{k} {sum(v) / len(v):.3f}" for k, v in sorted(by_kind.items()))
     said = f"round {r}: {plural(len(samples), 'sample')}, mean reward {means}; "
+    if item != "pair":
+        return said + f"{plural(len(pairs), 'new ' + item)} ({n_all} in all)"
     if not pairs:  # said plainly: the round adds nothing to train on
         why = "the same reward" + (" or the same temperature" if pair_rule == "all" else "")
         return said + (f"0 new pairs: every prompt's responses got {why}; nothing new to learn this round "
@@ -331,20 +360,19 @@ def round_line(r, samples, pairs, n_all, pair_rule, level):
                    f"{same} of {len(best_worst)}")
 
 
-def train_head(head, opt, all_pairs, ref_head, lm_head, rng, r, args):
-    """args.epochs passes over all pairs so far (a fresh order each, from rng), args.train_batch_size
-    pairs a step: the loss args.loss (lpo.pair_loss), then AdamW's step. Stops the run, saving nothing,
-    when the loss or the weights stop being finite."""
+def train_head(head, opt, items, ref_head, lm_head, rng, r, args):
+    """args.epochs passes over all items so far (pairs for LPO, losses.py; a fresh order each, from rng),
+    args.train_batch_size items a step: the loss args.loss, then AdamW's step. Stops the run, saving
+    nothing, when the loss or the weights stop being finite. Returns the seconds it took."""
     head.train()
-    steps = args.epochs * math.ceil(len(all_pairs) / args.train_batch_size)
+    t0, steps = time.time(), args.epochs * math.ceil(len(items) / args.train_batch_size)
     prog, step = Progress("train", steps, "steps"), 0
     for epoch in range(args.epochs):
-        order = list(range(len(all_pairs)))  # a fresh permutation: all_pairs keeps its order (resume)
+        order = list(range(len(items)))  # a fresh permutation: items keeps its order (resume)
         rng.shuffle(order)
         for i in range(0, len(order), args.train_batch_size):
-            batch = [all_pairs[j] for j in order[i:i + args.train_batch_size]]
-            loss = pair_loss(head, batch, args.loss, args.level, args.beta, ref_head=ref_head,
-                             lm_head=lm_head, device=args.device)
+            batch = [items[j] for j in order[i:i + args.train_batch_size]]
+            loss = LOSSES[args.loss].loss(head, batch, ref_head, lm_head, args)
             stop_unless_finite(loss, f"the loss is {loss.item()} at round {r}, step {step + 1}", args)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -355,6 +383,7 @@ def train_head(head, opt, all_pairs, ref_head, lm_head, rng, r, args):
     stop_unless_finite(torch.cat([p.flatten() for p in head.parameters()]),
                        f"the head's weights are no longer finite after round {r}", args)
     parallel.same_weights(head)  # under torchrun every rank trained alike: rank 0's weights, to be sure
+    return time.time() - t0
 
 
 def stop_unless_finite(x, what, args):
@@ -391,8 +420,24 @@ def estimate_line(rate, args, start, counts, val_n):
             f"should take about {duration(left / rate)}")
 
 
-def fit_line(head, all_pairs, args):
-    acc, n_acc = preference_accuracy(head, all_pairs, args.level, args.device)
+@torch.no_grad()
+def fit_line(head, items, args):
+    """How the head fits what it was trained on: the preference accuracy of pairs; grpo, the mean
+    P(choice) of the responses better and worse than their prompt's mean; ce, T on the targets."""
+    mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
+    steps = lambda s: slice(0, 1) if args.level == "sequence" else slice(None)  # noqa: E731  (the choices made)
+    if LOSSES[args.loss].item == "target":
+        t = [head.temperature(s["hidden"][steps(s)]).mean().item() for s in items]
+        drawn = [head.temperatures[torch.tensor(s["choices"][steps(s)])].mean().item() for s in items]
+        return (f"mean temperature on the {plural(len(items), 'target')} {mean(t):.2f} (they were drawn at "
+                f"{mean(drawn):.2f} on average)")
+    if LOSSES[args.loss].item == "response":
+        p = {better: [head.log_probs(s["hidden"][steps(s)]).exp().gather(
+            -1, torch.tensor(s["choices"][steps(s)])[:, None]).mean().item() for s, a in items if (a > 0) == better]
+            for better in (True, False)}
+        return (f"mean P(choice) of the responses better than their prompt's mean {mean(p[True]):.3f}, of the worse "
+                f"{mean(p[False]):.3f} (uniform: {1 / len(head.configs):.3f})")
+    acc, n_acc = preference_accuracy(head, items, args.level, args.device)
     return (f"train preference accuracy {acc:.3f} ({plural(n_acc, 'pair')} with different temperatures)" if n_acc
             else "no pair with different temperatures to train on yet")
 
@@ -409,7 +454,8 @@ def best_round(validation, rounds):
 # -----------------------------------------------------------------------------
 # the run: set-up, validation split, then the online loop, round after round
 
-def main(argv=None):
+def main(argv=None, evaluate_head=True):
+    """The run; without evaluate_head it stops at head.pt (compare.py evaluates the heads together)."""
     args = parse_args(argv)
     args.device = parallel.start(args.device)  # under torchrun: join the other ranks (parallel.py)
     started, configs = time.time(), parse_configs(args.temperatures)
@@ -418,18 +464,16 @@ def main(argv=None):
     train_ex, val_ex, test_ex = split_prompts(args.task, args.val_prompts, args.test_prompts, args.seed)
     out, config = Path(args.out_dir or f"out/{args.task}_{args.level}"), runs.settings(args)
     check_writable(out, "directory")
-    runs.check_same_run(out, config)  # the run's directory holds one run (runs.py)
+    runs.check_same_run(out, config, defaults())  # the run's directory holds one run (runs.py)
     model, tok, judge = set_up(args, train_ex + val_ex + test_ex)
-    runs.open_run(out, config, args.samples_from, all_rounds=args.explore == 1)
+    runs.open_run(out, config, args.samples_from, args.explore == 1, defaults())
     # responses per prompt: a relative reward (synthetic's) as many as training drew, else EVAL_SAMPLES
     eval_n = {name: args.n_samples for name in tasks.mix(args.task) if tasks.get_task(name).RELATIVE}
     val_n, d = samples_per_prompt(val_ex, eval_n), model.config.d_model
     counts = plan(args, configs, val_n, len(val_ex), train_ex, test_ex, eval_n)
     start, head, opt = runs.resume(out, args, d, configs, n_round=counts[0])
-    # every pair so far (a round alone is too few to train on): the rounds done before a restart, read back
-    all_pairs = [pair for r in range(start) for pair in preference_pairs(collect(
-        model, tok, judge, head, round_prompts(train_ex, args.task, args.prompts_per_round, rng_of(args, r)),
-        f"round{r + 1}", out, args), args.pairs, args.level)]
+    fit, drawer = LOSSES[args.loss], drawing_head(head, configs)  # how the head is fitted; what draws the samples
+    items = items_so_far(model, tok, judge, drawer, fit, train_ex, start, out, args)  # resumed: read back
     val_fixed, rate = validation_fixed(model, tok, judge, configs, val_ex, val_n, out, args)
     if rate:
         print(estimate_line(rate, args, start, counts, val_n))
@@ -443,13 +487,13 @@ def main(argv=None):
     for r in range(start, args.rounds):  # the online loop: generate -> reward -> pairs -> loss -> step
         t0, rng = time.time(), rng_of(args, r)
         examples = round_prompts(train_ex, args.task, args.prompts_per_round, rng)
-        samples = collect(model, tok, judge, head, examples, f"round{r + 1}", out, args)  # 1. generate, reward
-        pairs = preference_pairs(samples, args.pairs, args.level)                      # 2. better vs worse
-        all_pairs += pairs
-        print(round_line(r + 1, samples, pairs, len(all_pairs), args.pairs, args.level))
-        train_head(head, opt, all_pairs, init_head, model.lm_head, rng, r + 1, args)   # 3. loss and step
-        runs.save_round(out, r + 1, head, opt)
-        print(f"round {r + 1} done in {duration(time.time() - t0)}: {fit_line(head, all_pairs, args)}; "
+        samples = collect(model, tok, judge, drawer, examples, f"round{r + 1}", out, args)  # 1. generate, reward
+        new = fit.items(samples, args)                                    # 2. LPO: better vs worse pairs
+        items += new
+        print(round_line(r + 1, samples, new, len(items), args.pairs, args.level, fit.item))
+        seconds = train_head(head, opt, items, init_head, model.lm_head, rng, r + 1, args)  # 3. loss and step
+        runs.save_round(out, r + 1, head, opt, seconds)
+        print(f"round {r + 1} done in {duration(time.time() - t0)}: {fit_line(head, items, args)}; "
               f"validation: {metric_line(*validation(r + 1))}", flush=True)           # 4. learning metric
 
     if args.rounds > 0:  # head.pt: the best round's head
@@ -458,7 +502,8 @@ def main(argv=None):
         print(said)
     if parallel.main_rank():
         save_atomic(head.save, out / "head.pt")
-    held_out(model, tok, judge, head, test_ex, eval_n, out, config, started, validation, args)
+    if evaluate_head:
+        held_out(model, tok, judge, head, test_ex, eval_n, out, config, started, validation, args)
 
 
 def held_out(model, tok, judge, head, test_ex, eval_n, out, config, started, validation, args):
@@ -471,6 +516,23 @@ def held_out(model, tok, judge, head, test_ex, eval_n, out, config, started, val
                     started=started)
     evaluate(model, tok, head, test_ex, eval_n, args.max_new_tokens, args.batch_size, args.seed, out,
              compare=args.compare, judge=judge, settings=settings, compile=args.compile, rounds=history)
+
+
+def items_so_far(model, tok, judge, drawer, fit, train_ex, start, out, args):
+    """What the rounds before round start + 1 give to train on (fit.items: LPO's pairs...), from their
+    samples read back (a resumed run: a round alone is too few to train on, every round trains on all)."""
+    return [item for r in range(start) for item in fit.items(collect(
+        model, tok, judge, drawer, round_prompts(train_ex, args.task, args.prompts_per_round, rng_of(args, r)),
+        f"round{r + 1}", out, args), args)]
+
+
+def drawing_head(head, configs):
+    """The head the samples are drawn with: the head trained; for a continuous one, which draws nothing,
+    a uniform one over the configurations (the untrained AdaptiveDecoder's, what an LPO run's first
+    round draws from)."""
+    if not head.continuous:
+        return head
+    return AdaptiveDecoder(head.d_model, configs, head.level).to(next(head.parameters()).device)
 
 
 def rng_of(args, r):

@@ -7,7 +7,7 @@ def test_temperature_html():
     class Tok:
         def decode(self, ids):
             return "".join(chr(97 + i) for i in ids) + "<"
-    page = html_page([temperature_html(Tok(), [0, 1], [0, 5], torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),
+    page = html_page([temperature_html(Tok(), [0, 1], [0.0, 1.0], torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),
                                        "t")])
     assert page.startswith("<!doctype html>") and "a&lt;" in page and 'title="temperature 1"' in page
 
