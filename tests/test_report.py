@@ -43,16 +43,20 @@ def browser(*args):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here: apt-get install chromium (./run.sh test does)")
-@pytest.mark.parametrize("configs", [None, [1.0, 0.0, (1.0, 0.9, None), (1.2, None, 0.1)]])
+@pytest.mark.parametrize("configs", [None, [1.0, 0.0, (1.0, 0.9, None), (1.2, None, 0.1)], "continuous"])
 def test_report_page_draws_in_a_browser(tmp_path, configs):
     from adaptive_head import DEFAULT_TEMPERATURES, AdaptiveDecoder
+    from continuous_head import ContinuousDecoder
     from evaluate import evaluate
     from checkpoints import load_model
     from tasks import synthetic
     from test_evaluate import CharTokenizer
 
     model = load_model(FIXTURES / "llama_gqa_tied")
-    head = AdaptiveDecoder(model.config.d_model, configs or DEFAULT_TEMPERATURES, level="sequence")
+    if configs == "continuous":  # its temperatures, counted at the nearest of the grid, drawn alike
+        head = ContinuousDecoder(model.config.d_model, DEFAULT_TEMPERATURES, level="sequence")
+    else:
+        head = AdaptiveDecoder(model.config.d_model, configs or DEFAULT_TEMPERATURES, level="sequence")
     temps = head.names()
     rounds = [{"round": r, "wins": {name: (0.4 + 0.05 * r, 0.3, 0.6) for name in temps},
                "mean_tau": {"copy": 0.1 * r, "varied": 0.3 * r}} for r in range(3)]
@@ -102,3 +106,25 @@ def test_reward_figure_places_every_choice_in_order_of_temperature():
     report["subtasks"]["s"].update(mean_reward_ci={"tau=0": (0, 0, 0), "tau=0.5": (1, 1, 1), "AD": (1, 1, 1)},
                                    ad_temperature_counts=[0, 2])
     assert len(re.findall("<g class='fixed'>", reward_figure(report, "s"))) == 2
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here: apt-get install chromium (./run.sh test does)")
+def test_comparison_page_draws_in_a_browser(tmp_path):
+    """compare.py's page: one mark with its interval per method, the oracle among them, the table."""
+    import random
+    import compare
+    from tasks import synthetic
+    examples = synthetic.prompts("test", n=8)
+    rng = random.Random(0)
+    fixed = ["tau=0", "tau=0.5", "tau=1"]
+    result = lambda t: {"reward": [rng.random() for _ in examples],  # noqa: E731
+                        "samples": [{"id": ex["id"], "temperatures": [t, t]} for ex in examples]}
+    results = {"lpo": result(0.5), "continuous": result(0.7), **{n: result(float(n[4:])) for n in fixed}}
+    summary = compare.summary(results, examples, {"lpo": ("x", 1.5), "continuous": ("y", 2.0)}, "sequence", fixed)
+    assert summary["best_fixed"] in fixed and list(summary["methods"])[:2] == ["lpo", "continuous"]
+    assert summary["methods"]["lpo"]["mean_tau"] == {"copy": 0.5, "varied": 0.5}
+    assert summary["methods"][summary["best_fixed"]]["win_rate_vs_best"][0] == 0.5
+    compare.write(summary, tmp_path, "report")
+    dom = browser("--dump-dom", (tmp_path / "report.html").as_uri()).stdout.decode()
+    assert len(re.findall(r'<g class="method"', dom)) == len(fixed) + 3  # two heads, the fixed ones, the oracle
+    assert "oracle" in dom and "training s" in dom

@@ -154,8 +154,77 @@ def test_the_last_round_and_the_best_one(tmp_path):
 def test_the_lecture_files_have_no_function_over_50_lines():
     # the promise to lecturers: every function of the files a lecture reads fits a screen
     import ast
-    for name in ("sample.py", "train.py", "lpo.py", "adaptive_head.py"):
+    for name in ("sample.py", "train.py", "lpo.py", "adaptive_head.py", "grpo.py", "continuous_head.py", "losses.py",
+                 "compare.py"):
         tree = ast.parse((ROOT / name).read_text())
         long = [(f.name, f.end_lineno - f.lineno + 1) for f in ast.walk(tree)
                 if isinstance(f, ast.FunctionDef) and f.end_lineno - f.lineno + 1 > 50]
         assert not long, (name, long)
+
+
+def test_the_losses_are_one_registry_that_argparse_reads(tmp_path):
+    from losses import LOSSES
+    action = next(a for a in train.parser()._actions if a.dest == "loss")
+    assert list(action.choices) == list(LOSSES) == ["lpo", "lpo_marginal", "nll", "grpo", "ce"]
+    assert args_for(tmp_path).loss == "lpo" and args_for(tmp_path, "--head", "continuous").loss == "ce"
+    assert {n for n, f in LOSSES.items() if f.head == "continuous"} == {"ce"}
+    with pytest.raises(SystemExit, match="--loss grpo trains a discrete head"):
+        args_for(tmp_path, "--loss", "grpo", "--head", "continuous")
+    with pytest.raises(SystemExit, match="--loss ce trains a continuous head"):
+        args_for(tmp_path, "--loss", "ce")
+    with pytest.raises(SystemExit, match="temperature alone"):
+        args_for(tmp_path, "--head", "continuous", "--configs", "0,1.0/top_p=0.9")
+    with pytest.raises(SystemExit, match="--clip"):
+        args_for(tmp_path, "--clip", "-0.1")
+
+
+def test_a_setting_missing_from_an_older_run_counts_as_its_default(tmp_path):
+    import json
+    config = runs.settings(args_for(tmp_path))
+    older = {k: v for k, v in config.items() if k not in ("head", "clip")}  # saved before those settings existed
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    runs.check_same_run(tmp_path, config, train.defaults())  # the same run: resumed, not refused
+    with pytest.raises(SystemExit, match="other settings .*clip"):
+        runs.check_same_run(tmp_path, dict(config, clip=0.0), train.defaults())
+    # another run reusing its samples: it may differ in how the head is fitted, not in what was collected
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "samples").mkdir()
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "round1_batch0000.pt").write_bytes(b"x")
+    runs.reuse_samples(tmp_path, tmp_path / "new", dict(config, loss="grpo", clip=0.0), False, train.defaults())
+    assert (tmp_path / "new" / "samples" / "round1_batch0000.pt").exists()
+    with pytest.raises(SystemExit, match="other settings .*n_samples"):
+        runs.reuse_samples(tmp_path, tmp_path / "new", dict(config, n_samples=9), False, train.defaults())
+
+
+@pytest.mark.parametrize("loss", ["grpo", "ce"])
+def test_train_head_fits_with_the_rivals_and_says_how(model, tmp_path, loss):
+    """train_head with --loss grpo (responses and their advantages) and ce (a continuous head on each
+    prompt's best response): planted responses drawn at index 0 (temperature 0) beat those at index 5."""
+    from continuous_head import ContinuousDecoder
+    from losses import LOSSES
+    args = args_for(tmp_path, "--level", "token", "--epochs", "20", "--n_samples", "4", "--loss", loss,
+                    *(["--head", "continuous"] if loss == "ce" else []))
+    g = torch.Generator().manual_seed(0)
+    d, samples = model.config.d_model, []
+    for i in range(8):
+        for k in (0, 5, 0, 5):
+            hidden = torch.randn(4, d, generator=g)
+            samples.append({"id": f"p{i}", "kind": "copy", "reward": float(k == 0), "choices": [k] * 4,
+                            "tokens": model.lm_head(hidden[:3]).argmax(-1).tolist(),  # what tau = 0 draws
+                            "stop": None, "hidden": hidden, "behaviour_logps": [-1.79] * 4})
+    items = LOSSES[loss].items(samples, args)
+    torch.manual_seed(0)
+    head = (ContinuousDecoder if loss == "ce" else AdaptiveDecoder)(d, level="token")
+    states = torch.cat([s["hidden"] for s in samples])
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-2)
+    seconds = train.train_head(head, opt, items, None, model.lm_head, random.Random(0), 1, args)
+    assert seconds > 0
+    if loss == "grpo":
+        assert len(items) == 32  # every response has an advantage of +-1
+        assert head.log_probs(states).exp()[:, 0].mean() > 0.5
+        assert "better than their prompt's mean" in train.fit_line(head, items, args)
+    else:
+        assert len(items) == 8  # one best response a prompt
+        assert head.temperature(states).mean() < 0.3  # the argmax tokens: a cold temperature
+        assert "mean temperature on the 8 targets" in train.fit_line(head, items, args)
