@@ -1,6 +1,7 @@
 """
-Evaluate a trained AdaptiveDecoder on a task's held-out prompts, as *Adaptive Decoding via Latent
-Preference Optimization* (arXiv 2411.09661) does: AD's win rate against every fixed temperature of
+Evaluate a trained AdaptiveDecoder (or a continuous head, continuous_head.py: by generating, it has
+no exact evaluator) on a task's held-out prompts, as *Adaptive Decoding via Latent Preference
+Optimization* (arXiv 2411.09661) does: AD's win rate against every fixed temperature of
 its set; and (--compare all) against two adaptive baselines the paper does not compare with:
 - min-p sampling (temperature 1, tokens below 0.1 x the top probability dropped),
 - EDT, entropy-based dynamic temperature: tau = T0 * N^(theta / H) at every step.

@@ -19,7 +19,9 @@ every fixed temperature of the set, once. Each round:
      or the paper's best against worst (lpo.preference_pairs);
   3. train: AdamW on the head (its state kept from round to round) with the loss chosen by --loss,
      for some epochs over all pairs so far; the LM is not run again (the stored hidden states are
-     what the head and the LM head read);
+     what the head and the LM head read). --loss names one of losses.py's registry: the paper's
+     (lpo.py), or a rival trained on the same samples (grpo.py: responses and their advantages;
+     continuous_head.py with --head continuous: each prompt's best response);
   4. the learning metric, on the validation split: AD's win rate against every fixed temperature
      (pooled over the subtasks of a mix) and its mean temperature per subtask. For AD_seq it costs
      no generation (evaluate.exact_ad_seq); AD_tok decodes the validation prompts.
@@ -480,8 +482,8 @@ def main(argv=None, evaluate_head=True):
     head_of = lambda r: runs.load_head(out, r, d, configs, args.level, args.device)  # noqa: E731
     validation = lambda r: runs.validation_of(out, r, lambda: learning_metric(  # noqa: E731
         head_of(r), val_fixed, model, tok, judge, val_ex, val_n, args))
-    print(f"validation: {plural(len(val_ex), 'training prompt')} set aside; the untrained head (uniform: its argmax "
-          f"is the first temperature): {metric_line(*validation(0))}")
+    print(f"validation: {plural(len(val_ex), 'training prompt')} set aside; the untrained head ({untrained(head)}): "
+          f"{metric_line(*validation(0))}")
     init_head = head_of(0)
 
     for r in range(start, args.rounds):  # the online loop: generate -> reward -> pairs -> loss -> step
@@ -524,6 +526,13 @@ def items_so_far(model, tok, judge, drawer, fit, train_ex, start, out, args):
     return [item for r in range(start) for item in fit.items(collect(
         model, tok, judge, drawer, round_prompts(train_ex, args.task, args.prompts_per_round, rng_of(args, r)),
         f"round{r + 1}", out, args), args)]
+
+
+def untrained(head):
+    """What the untrained head does, for people."""
+    if head.continuous:
+        return f"T = {(head.t_min + head.t_max) / 2:g} everywhere"
+    return "uniform: its argmax is the first temperature"
 
 
 def drawing_head(head, configs):
