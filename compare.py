@@ -154,7 +154,7 @@ def summary(results, examples, fitted, level, fixed):
         else:
             taus = mean_temperatures(results[name], of_id, level if name in fitted else "token")  # EDT: every step
         rows[name] = {"win_rate_vs_best": win_rate(rewards[name], rewards[best]), "mean_tau": taus,
-                      "train_seconds": round(fitted[name][1], 1) if name in fitted else None}
+                      "train_seconds": round(fitted[name][1], 3) if name in fitted else None}
     return {"best_fixed": best, "oracle": oracle, "prompts": len(examples), "level": level, "methods": rows,
             "rewards": rewards, "subtasks": subtask_of}
 
