@@ -224,20 +224,36 @@ def temperature_logp(head, side, level):
     return choice_logps(head.log_probs(side.hidden), side.choices, side.has_choice)
 
 
-def mixture_logps(head, ref_head, side, lm_head, level):
+def config_logps(samples, lm_head, configs, device="cpu", batch=16):
+    """log P(y_t | h_t, choice k) of each sample's own tokens, (steps, K) per sample: all that loss (c)
+    needs from the frozen LM (its logits, from the stored hidden states through lm_head, one matmul:
+    the LM is not run again). They do not depend on the head, so each sample's are computed once and
+    kept in the sample ("config_logps", with the lm_head weight and configurations they belong to),
+    not again at every step of every epoch. Returns them padded: (B, T, K) on the device."""
+    configs = [tuple(c) if isinstance(c, (list, tuple)) else c for c in configs]
+    fresh = lambda s: s.get("config_logps", (None,))[0] is lm_head.weight and s["config_logps"][1] == configs  # noqa: E731
+    todo = [s for s in samples if not fresh(s)]
+    for i in range(0, len(todo), batch):
+        part = todo[i:i + batch]
+        side = stack_side([(s, s) for s in part], 0, device)
+        with torch.no_grad():
+            logits = lm_head(side.hidden.to(lm_head.weight.dtype)).float()
+            comps = temperature_token_logps(logits, configs, side.tokens).cpu()       # (b, T, K)
+        for s, c in zip(part, comps):
+            s["config_logps"] = (lm_head.weight, configs, c[:len(s["choices"])].clone())
+    return pad_sequence([s["config_logps"][2] for s in samples], batch_first=True).to(device)
+
+
+def mixture_logps(head, ref_head, side, comps, level):
     """log P(y) of AD as a mixture over temperatures (loss (c), Section 3.3), with the trained head
     and with the reference head P_ref, and the mask of what counts: per token at token level, (B, T)
     (tau is chosen anew at each token); per response at sequence level, (B, 1) (one tau, chosen from
-    the last prompt token's state, for the whole response). The LM's logits come from the stored
-    hidden states through its LM head (lm_head, one matmul: the LM is not run again)."""
-    with torch.no_grad():
-        logits = lm_head(side.hidden.to(lm_head.weight.dtype)).float()
-
+    the last prompt token's state, for the whole response). comps (B, T, K): config_logps."""
     def mixture(hd):
         if level == "token":
-            return mixture_token_logps(logits, hd.log_probs(side.hidden), head.configs, side.tokens)
-        return mixture_sequence_logps(logits, hd.log_probs(side.hidden[:, 0]), head.configs,
-                                      side.tokens, side.counts)[:, None]
+            return _logsumexp_k(hd.log_probs(side.hidden).float() + comps)
+        per_tau = torch.where(side.counts[..., None], comps, torch.zeros_like(comps)).sum(1)  # (B, K)
+        return _logsumexp_k(hd.log_probs(side.hidden[:, 0]).float() + per_tau)[:, None]
     with torch.no_grad():
         ref = mixture(ref_head)
     return mixture(head), ref, side.counts if level == "token" else side.counts[:, :1]
@@ -257,8 +273,10 @@ def pair_loss(head, pairs, loss="lpo", level="sequence", beta=1.0, ref_head=None
         return nll_loss(temperature_logp(head, chosen, level))
     if loss != "lpo_marginal":
         raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(PAIR_LOSSES)}")
-    policy_c, ref_c, mask_c = mixture_logps(head, ref_head, chosen, lm_head, level)   # loss (c)
-    policy_r, ref_r, mask_r = mixture_logps(head, ref_head, rejected, lm_head, level)
+    comps_c = config_logps([c for c, _ in pairs], lm_head, head.configs, device)     # loss (c)
+    comps_r = config_logps([r for _, r in pairs], lm_head, head.configs, device)
+    policy_c, ref_c, mask_c = mixture_logps(head, ref_head, chosen, comps_c, level)
+    policy_r, ref_r, mask_r = mixture_logps(head, ref_head, rejected, comps_r, level)
     return lpo_marginal_loss(policy_c, policy_r, ref_c, ref_r, mask_c, mask_r, beta)
 
 

@@ -405,3 +405,47 @@ def test_each_loss_learns_the_planted_temperature_per_kind(loss, reverse):
     if loss != "nll":  # the preference losses order the pairs; (d) only raises the chosen side
         acc, n = preference_accuracy(head, pairs)  # (c) orders the tokens' likelihoods, the choices follow
         assert n == len(pairs) and acc > (0.9 if loss == "lpo" else 0.8)
+
+
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_marginal_pair_loss_reads_the_lm_once_and_follows_a_new_lm_head(level):
+    """pair_loss (c) keeps each sample's per-temperature token log-probs (config_logps): the first and
+    the cached call equal loss (c) built here from the LM's logits with the mixture functions, and a
+    different lm_head (or configurations) is not served the old values."""
+    samples, _, lm_head = planted_samples(False, n_prompts=4)
+    pairs = preference_pairs(samples, "all")[:5]
+    torch.manual_seed(1)
+    head, ref = AdaptiveDecoder(16, TEMPS, level, hidden=8), AdaptiveDecoder(16, TEMPS, level, hidden=8)
+    with torch.no_grad():  # a head away from the (uniform) reference, or every loss is log 2
+        for p in head.parameters():
+            p.add_(torch.randn_like(p))
+
+    def by_hand(lm):
+        terms = []
+        for side in (0, 1):
+            for hd in (head, ref):
+                out = []
+                for pair in pairs:
+                    s = pair[side]
+                    y = torch.tensor(s["tokens"] + [s["stop"]])[None]
+                    logits = lm(s["hidden"]).detach()[None].double()
+                    lp = hd.log_probs(s["hidden"]).double()
+                    if level == "token":
+                        out.append(mixture_token_logps(logits, lp[None], torch.tensor(TEMPS), y).sum())
+                    else:
+                        out.append(mixture_sequence_logps(logits, lp[:1], torch.tensor(TEMPS), y,
+                                                          torch.ones_like(y, dtype=torch.bool))[0])
+                terms.append(torch.stack(out))
+        (pc, rc), (pr, rr) = terms[:2], terms[2:]
+        return -F.logsigmoid((pc - rc) - (pr - rr)).mean()
+
+    with torch.no_grad():
+        first = pair_loss(head, pairs, "lpo_marginal", level, beta=1.0, ref_head=ref, lm_head=lm_head)
+        second = pair_loss(head, pairs, "lpo_marginal", level, beta=1.0, ref_head=ref, lm_head=lm_head)
+        assert all("config_logps" in s for pair in pairs for s in pair)
+        torch.testing.assert_close(first.double(), by_hand(lm_head), atol=1e-5, rtol=1e-5)
+        assert first.item() == second.item()
+        other = torch.nn.Linear(16, 40, bias=False)
+        moved = pair_loss(head, pairs, "lpo_marginal", level, beta=1.0, ref_head=ref, lm_head=other)
+        torch.testing.assert_close(moved.double(), by_hand(other), atol=1e-5, rtol=1e-5)
+        assert abs(moved.item() - first.item()) > 1e-3
