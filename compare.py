@@ -17,7 +17,7 @@ held-out prompts pooled against the best fixed temperature (the one with the hig
 against the other fixed temperatures, chosen on these prompts, as the oracle is: the strongest
 single-temperature rival), its mean temperature per subtask and its training seconds. Written to
 <out_dir>/report.json and report.html (a figure and the table); with several runs, the same pooled
-over all of their prompts in the first run's out_dir parent (compare_report.*).
+over all of their prompts in the first run's out_dir (pooled_report.*).
 """
 import argparse
 import json
@@ -173,7 +173,9 @@ def pooled_summary(summaries):
         rows[name] = {"win_rate_vs_best": win_rate(mine, best),
                       "mean_tau": {k: sum(t[k] for t in taus if k in t) / sum(k in t for t in taus) for k in subs},
                       "train_seconds": None if None in secs else round(sum(secs) / len(secs), 1)}
-    return {"best_fixed": [s["best_fixed"] for s in summaries], "prompts": sum(s["prompts"] for s in summaries),
+    bests = sorted({s["best_fixed"] for s in summaries})
+    return {"best_fixed": bests[0] if len(bests) == 1 else f"each run's own: {' / '.join(bests)}",
+            "best_fixed_by_run": [s["best_fixed"] for s in summaries], "prompts": sum(s["prompts"] for s in summaries),
             "level": summaries[0]["level"], "methods": rows, "runs": len(summaries)}
 
 
@@ -205,18 +207,19 @@ def main(argv=None):
     args = parse_args(argv)
     one_line_errors()
     runs.exit_on_interrupt()
-    summaries = []
+    summaries, outs = [], []
     for run in map(Path, args.samples_from):
         check_run(run)  # every run checked before any fit
     for run in map(Path, args.samples_from):
         out = Path(args.out_dir) if args.out_dir else run / "compare"
+        outs.append(out)
         fitted = fit_all(run, args.methods, out, args)
         results, examples, targs, configs = evaluate_all(fitted, run, args)
         fixed = list(methods(None, "fixed", configs))
         summaries.append(summary(results, examples, fitted, targs.level, fixed))
         write(summaries[-1], out, "report")
     if len(summaries) > 1:
-        write(pooled_summary(summaries), Path(args.samples_from[0]).parent, "compare_report")
+        write(pooled_summary(summaries), outs[0], "pooled_report")
 
 
 if __name__ == "__main__":

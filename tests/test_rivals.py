@@ -70,3 +70,24 @@ def test_compare_fits_the_rivals_on_one_runs_samples_and_the_continuous_head_loa
     refused = run(ROOT / "train.py", *TINY, "--loss", "grpo", "--samples_from", old, "--out_dir", tmp_path / "g")
     assert refused.returncode == 1 and "collected before" in refused.stderr, refused.stderr
     assert refused.stderr.strip().count("\n") == 0
+
+
+def test_pooled_summary_pools_each_runs_prompts_against_its_own_best_fixed():
+    """Several seeds: a method's wins are counted on every run's prompts, each against that run's best
+    fixed temperature (here tau=0.8 in one run, tau=1 in the other); temperatures and seconds averaged."""
+    sys.path.insert(0, str(ROOT))
+    from compare import pooled_summary
+    one = {"best_fixed": "tau=0.8", "prompts": 2, "level": "sequence",
+           "rewards": {"lpo": [1.0, 0.0], "tau=0.8": [0.0, 0.0], "tau=1": [5.0, 5.0]},
+           "methods": {"lpo": {"mean_tau": {"math": 0.0, "stories": 0.8}, "train_seconds": 1.0}}}
+    two = {"best_fixed": "tau=1", "prompts": 2, "level": "sequence",
+           "rewards": {"lpo": [2.0, 3.0], "tau=0.8": [9.0, 9.0], "tau=1": [2.0, 1.0]},
+           "methods": {"lpo": {"mean_tau": {"math": 0.4, "stories": 1.0}, "train_seconds": 3.0}}}
+    pooled = pooled_summary([one, two])
+    # wins against the run's own best: 1, 0.5 (tie) in the first; 0.5 (tie), 1 in the second
+    assert pooled["methods"]["lpo"]["win_rate_vs_best"][0] == pytest.approx(0.75)
+    assert pooled["methods"]["lpo"]["mean_tau"] == pytest.approx({"math": 0.2, "stories": 0.9})
+    assert pooled["methods"]["lpo"]["train_seconds"] == 2.0 and pooled["prompts"] == 4
+    assert pooled["best_fixed"] == "each run's own: tau=0.8 / tau=1"
+    assert pooled["best_fixed_by_run"] == ["tau=0.8", "tau=1"]
+    assert pooled_summary([one, one])["best_fixed"] == "tau=0.8"
