@@ -207,19 +207,18 @@ def main(argv=None):
     args = parse_args(argv)
     one_line_errors()
     runs.exit_on_interrupt()
-    summaries, outs = [], []
+    summaries = []
     for run in map(Path, args.samples_from):
         check_run(run)  # every run checked before any fit
     for run in map(Path, args.samples_from):
         out = Path(args.out_dir) if args.out_dir else run / "compare"
-        outs.append(out)
         fitted = fit_all(run, args.methods, out, args)
         results, examples, targs, configs = evaluate_all(fitted, run, args)
         fixed = list(methods(None, "fixed", configs))
         summaries.append(summary(results, examples, fitted, targs.level, fixed))
         write(summaries[-1], out, "report")
     if len(summaries) > 1:
-        write(pooled_summary(summaries), outs[0], "pooled_report")
+        write(pooled_summary(summaries), Path(args.samples_from[0]) / "compare", "pooled_report")  # no --out_dir here
 
 
 if __name__ == "__main__":

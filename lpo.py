@@ -13,7 +13,8 @@ V = vocabulary.
     (b) -                   joint with the response tokens; with a frozen LM it *is* (a)
     (c) lpo_marginal_loss   temperature as a latent variable, marginalised (Section 3.3): per token
                             for AD_tok (mixture_token_logps), once per response for AD_seq
-                            (mixture_sequence_logps)
+                            (mixture_sequence_logps); in training the LM's part is computed
+                            once per sample (config_logps), only the head's at every step
     (d) nll_loss            baseline: -log P(tau^c) (the paper's Table 4 compares it with (a), (c))
     pair_loss               the loss of a batch of pairs, by name ("lpo", "lpo_marginal", "nll")
     preference_accuracy     how often the head prefers the chosen side's temperatures
@@ -184,7 +185,12 @@ def mixture_token_logps(lm_logits, head_logprobs, temperatures, tokens):
     Returns (B, T). Memory is O(B*T*V) per temperature: callers may chunk over T."""
     dtype = torch.promote_types(torch.promote_types(lm_logits.dtype, head_logprobs.dtype), torch.float32)
     comps = temperature_token_logps(lm_logits, temperatures, tokens, dtype)    # (B, T, K)
-    return _logsumexp_k(head_logprobs.to(dtype) + comps)
+    return token_mixture(comps, head_logprobs.to(dtype))
+
+
+def token_mixture(comps, head_logprobs):
+    """logsumexp_k( log P(tau_k | h_t) + log P(y_t | h_t, tau_k) ): comps, head_logprobs (B, T, K) -> (B, T)."""
+    return _logsumexp_k(head_logprobs + comps)
 
 
 def mixture_sequence_logps(lm_logits, head_logprobs, temperatures, tokens, mask):
@@ -196,8 +202,14 @@ def mixture_sequence_logps(lm_logits, head_logprobs, temperatures, tokens, mask)
     the positions that count (masked ones are dropped, garbage there included). Returns (B,)."""
     dtype = torch.promote_types(torch.promote_types(lm_logits.dtype, head_logprobs.dtype), torch.float32)
     comps = temperature_token_logps(lm_logits, temperatures, tokens, dtype)    # (B, T, K)
+    return sequence_mixture(comps, head_logprobs.to(dtype), mask)
+
+
+def sequence_mixture(comps, head_logprobs, mask):
+    """logsumexp_k( log P(tau_k | h_T) + sum_t log P(y_t | h_t, tau_k) ) over the positions mask keeps:
+    comps (B, T, K), head_logprobs (B, K), mask (B, T) -> (B,)."""
     per_tau = torch.where(mask.bool()[..., None], comps, torch.zeros_like(comps)).sum(1)  # (B, K)
-    return _logsumexp_k(head_logprobs.to(dtype) + per_tau)
+    return _logsumexp_k(head_logprobs + per_tau)
 
 
 def lpo_marginal_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, mask_c, mask_r, beta=0.1):
@@ -231,8 +243,8 @@ def config_logps(samples, lm_head, configs, device="cpu", batch=16):
     kept in the sample ("config_logps", with the lm_head weight and configurations they belong to),
     not again at every step of every epoch. Returns them padded: (B, T, K) on the device."""
     configs = [tuple(c) if isinstance(c, (list, tuple)) else c for c in configs]
-    fresh = lambda s: s.get("config_logps", (None,))[0] is lm_head.weight and s["config_logps"][1] == configs  # noqa: E731
-    todo = [s for s in samples if not fresh(s)]
+    key = lambda s: s.get("config_logps", (None, None))[:2]  # noqa: E731  (lm_head weight, configurations)
+    todo = [s for s in samples if key(s)[0] is not lm_head.weight or key(s)[1] != configs]
     for i in range(0, len(todo), batch):
         part = todo[i:i + batch]
         side = stack_side([(s, s) for s in part], 0, device)
@@ -251,9 +263,8 @@ def mixture_logps(head, ref_head, side, comps, level):
     the last prompt token's state, for the whole response). comps (B, T, K): config_logps."""
     def mixture(hd):
         if level == "token":
-            return _logsumexp_k(hd.log_probs(side.hidden).float() + comps)
-        per_tau = torch.where(side.counts[..., None], comps, torch.zeros_like(comps)).sum(1)  # (B, K)
-        return _logsumexp_k(hd.log_probs(side.hidden[:, 0]).float() + per_tau)[:, None]
+            return token_mixture(comps, hd.log_probs(side.hidden).float())
+        return sequence_mixture(comps, hd.log_probs(side.hidden[:, 0]).float(), side.counts)[:, None]
     with torch.no_grad():
         ref = mixture(ref_head)
     return mixture(head), ref, side.counts if level == "token" else side.counts[:, :1]
